@@ -1,0 +1,1 @@
+"""The API contract: request and response models, enums and the error shape."""
