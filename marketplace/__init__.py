@@ -1,0 +1,1 @@
+"""Scenario Exchange: the marketplace service (storage, rules, HTTP, web pages, CLI)."""

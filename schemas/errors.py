@@ -6,7 +6,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Dotted path of the offending field, e.g. `body.attributes.currency`.")
+    field: str = Field(
+        description="Dotted path of the offending field, e.g. `body.attributes.currency`."
+    )
     message: str
 
 

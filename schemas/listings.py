@@ -212,7 +212,11 @@ class ComputeAttributes(_Strict):
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> "ComputeAttributes":
-        if self.available_from and self.available_until and self.available_from > self.available_until:
+        if (
+            self.available_from
+            and self.available_until
+            and self.available_from > self.available_until
+        ):
             raise ValueError("available_from must not be after available_until")
         return self
 
@@ -225,7 +229,9 @@ class ModelAttributes(_Strict):
     licence: LicenceId
     deployment: Annotated[list[Deployment], Field(min_length=1, max_length=3)]
     fine_tuning_offered: bool = False
-    pricing_note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+    pricing_note: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None
+    ) = None
     model_card_url: AnyHttpUrl | None = None
 
 

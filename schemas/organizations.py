@@ -23,7 +23,11 @@ OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, 
 Slug = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, to_lower=True, min_length=2, max_length=60, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$"
+        strip_whitespace=True,
+        to_lower=True,
+        min_length=2,
+        max_length=60,
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
     ),
 ]
 Region = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]

@@ -1,0 +1,140 @@
+"""The `marketplace` console command: serve, migrate, administer, load the demo catalogue."""
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from alembic import command
+from rich.console import Console
+from rich.table import Table
+
+from marketplace import db, demo
+from marketplace.errors import DomainError
+from marketplace.mappers import member_read, organization_read
+from marketplace.services import members, organizations
+from marketplace.settings import Settings
+from schemas.members import MemberCreate, Role
+from schemas.organizations import OrganizationFields, OrganizationKind
+
+app = typer.Typer(help="Scenario Exchange: the marketplace service.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use PostgreSQL for >1).")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    uvicorn.run(
+        "marketplace.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    url = _settings().resolved_database_url
+    db.make_engine(url).dispose()  # creates the SQLite folder if needed
+    command.upgrade(db.alembic_config(url), revision)
+    console.print(f"[green]Database is at {revision}[/green]")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]) -> None:
+    """Revert migrations down to REVISION (`base` removes every table)."""
+    command.downgrade(db.alembic_config(_settings().resolved_database_url), revision)
+    console.print(f"[yellow]Database is at {revision}[/yellow]")
+
+
+def _fail(error: DomainError) -> None:
+    console.print(f"[red]{error.detail}[/red]")
+    raise typer.Exit(1)
+
+
+@admin_app.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    kind: Annotated[OrganizationKind, typer.Option(help="Kind of organization.")],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country code.")],
+    slug: Annotated[
+        str | None, typer.Option(help="URL slug (derived from the name if unset).")
+    ] = None,
+    region: Annotated[str, typer.Option(help="Region or city.")] = "",
+    verified: Annotated[bool, typer.Option(help="Mark as verified by the platform.")] = False,
+) -> None:
+    """Create an organization (add its first member with create-member)."""
+    fields = OrganizationFields(name=name, slug=slug, kind=kind, country=country, region=region)
+    with db.session_scope(db.make_engine(_settings().resolved_database_url)) as session:
+        try:
+            organization = organizations.create(session, fields=fields, verified=verified)
+        except DomainError as error:
+            _fail(error)
+    read = organization_read(organization)
+    console.print(f"Created organization {read.slug} ({read.id})")
+
+
+@admin_app.command("create-member")
+def create_member(
+    org: Annotated[str, typer.Option(help="Slug of the member's organization.")],
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    display_name: Annotated[str, typer.Option(help="Name shown to others.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, envvar="SCX_NEW_MEMBER_PASSWORD")
+    ],
+    role: Annotated[Role, typer.Option(help="Role in the organization.")] = Role.MEMBER,
+    platform_admin: Annotated[bool, typer.Option(help="Grant platform administration.")] = False,
+) -> None:
+    """Create a member of an organization; the password is asked for if not given."""
+    data = MemberCreate(email=email, display_name=display_name, password=password, role=role)
+    with db.session_scope(db.make_engine(_settings().resolved_database_url)) as session:
+        try:
+            organization = organizations.get_by_slug(session, org)
+            member = members.create(
+                session,
+                organization_id=organization.id,
+                data=data,
+                is_platform_admin=platform_admin,
+            )
+        except DomainError as error:
+            _fail(error)
+    read = member_read(member)
+    console.print(f"Created member {read.email} ({read.role}) in {org}")
+
+
+@app.command("demo")
+def load_demo(
+    password: Annotated[
+        str, typer.Option(help="Password given to every demo member.", envvar="SCX_DEMO_PASSWORD")
+    ] = "demo-password-123",
+) -> None:
+    """Load the fictional demo catalogue (idempotent: existing demo organizations are skipped)."""
+    engine = db.make_engine(_settings().resolved_database_url)
+    if db.migrations_pending(engine):
+        console.print("[red]The database is behind; run `marketplace db upgrade` first.[/red]")
+        raise typer.Exit(1)
+    with db.session_scope(engine) as session:
+        summary = demo.load(session, password=password, progress=console)
+    table = Table(title="Demo catalogue")
+    table.add_column("what")
+    table.add_column("loaded", justify="right")
+    table.add_column("already there", justify="right")
+    for row in summary.rows():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"Sign in as any demo owner (e.g. {summary.example_email}) with the password.")

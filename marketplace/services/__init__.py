@@ -1,0 +1,1 @@
+"""Business rules: module-level functions, session first, one transaction per public write."""

@@ -1,0 +1,223 @@
+"""Listings: create, read under visibility rules, filter, update with optimistic locking, delete."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, String, and_, cast, or_
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import update as sql_update
+from sqlmodel import Session, col, select
+
+from marketplace.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
+from marketplace.models import Listing, Member, Organization, utc_now
+from marketplace.services.pagination import decode_cursor, next_cursor
+from schemas.errors import FieldError
+from schemas.listings import (
+    ATTRIBUTES_BY_KIND,
+    KINDS_BY_SIDE,
+    ListingCreate,
+    ListingKind,
+    ListingStatus,
+    ListingUpdate,
+    Sector,
+    Side,
+    Visibility,
+)
+from schemas.organizations import OrganizationKind
+
+
+@dataclass(frozen=True)
+class ListingFilters:
+    kind: ListingKind | None = None
+    side: Side | None = None
+    sector: Sector | None = None
+    country: str | None = None
+    organization_id: uuid.UUID | None = None
+    organization_kind: OrganizationKind | None = None
+    status: ListingStatus | None = None
+    q: str | None = None
+
+
+def visible_to(viewer: Member | None) -> ColumnElement[bool]:
+    """Anonymous: published public. Members: their own organization's, plus published
+    public or registered listings of others."""
+    published = col(Listing.status) == ListingStatus.PUBLISHED
+    if viewer is None:
+        return and_(published, col(Listing.visibility) == Visibility.PUBLIC)
+    return or_(
+        col(Listing.organization_id) == viewer.organization_id,
+        and_(published, col(Listing.visibility).in_([Visibility.PUBLIC, Visibility.REGISTERED])),
+    )
+
+
+def create(session: Session, *, actor: Member, data: ListingCreate) -> Listing:
+    """Post a listing for the actor's organization."""
+    attributes = data.attributes.model_dump(mode="json")
+    if data.kind == ListingKind.SCENARIO:
+        _check_linked_datasets(session, actor, attributes["linked_dataset_ids"])
+    listing = Listing(
+        **data.model_dump(mode="json", exclude={"attributes"}),
+        attributes=attributes,
+        organization_id=actor.organization_id,
+    )
+    session.add(listing)
+    session.commit()
+    session.refresh(listing)
+    return listing
+
+
+def _check_linked_datasets(session: Session, actor: Member, ids: list[str]) -> None:
+    for position, raw_id in enumerate(ids):
+        linked = session.exec(
+            select(Listing).where(Listing.id == uuid.UUID(raw_id), visible_to(actor))
+        ).first()
+        if linked is None or linked.kind != ListingKind.DATASET:
+            raise InvalidInput(
+                "A linked dataset does not exist or is not visible to you.",
+                errors=[
+                    FieldError(
+                        field=f"body.attributes.linked_dataset_ids.{position}",
+                        message="not a visible dataset listing",
+                    )
+                ],
+            )
+
+
+def get_visible(session: Session, *, viewer: Member | None, listing_id: uuid.UUID) -> Listing:
+    """A listing the viewer may see; anything else is reported missing, never forbidden."""
+    listing = session.exec(
+        select(Listing).where(Listing.id == listing_id, visible_to(viewer))
+    ).first()
+    if listing is None:
+        raise NotFound("No such listing.")
+    return listing
+
+
+def browse(
+    session: Session,
+    *,
+    viewer: Member | None,
+    filters: ListingFilters,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Listing], str | None]:
+    """Visible listings matching the filters, newest first."""
+    query = select(Listing).where(visible_to(viewer))
+    if filters.kind is not None:
+        query = query.where(Listing.kind == filters.kind)
+    if filters.side is not None:
+        query = query.where(col(Listing.kind).in_(sorted(KINDS_BY_SIDE[filters.side])))
+    if filters.sector is not None:
+        query = query.where(Listing.sector == filters.sector)
+    if filters.country is not None:
+        query = query.where(Listing.country == filters.country)
+    if filters.organization_id is not None:
+        query = query.where(Listing.organization_id == filters.organization_id)
+    if filters.organization_kind is not None:
+        query = query.join(Organization).where(Organization.kind == filters.organization_kind)
+    if filters.status is not None:
+        query = query.where(Listing.status == filters.status)
+    if filters.q:
+        query = query.where(_keyword_clause(filters.q))
+    after = decode_cursor(cursor, int)
+    if after is not None:
+        query = query.where(col(Listing.row_id) < after)
+    rows = list(session.exec(query.order_by(col(Listing.row_id).desc()).limit(limit + 1)).unique())
+    return rows[:limit], next_cursor([r.row_id or 0 for r in rows], limit, len(rows))
+
+
+def _keyword_clause(q: str) -> ColumnElement[bool]:
+    """Every word of `q` appears in the title, summary, description or tags."""
+    words = q.split()
+    return and_(
+        *(
+            or_(
+                col(Listing.title).icontains(word, autoescape=True),
+                col(Listing.summary).icontains(word, autoescape=True),
+                col(Listing.description).icontains(word, autoescape=True),
+                cast(col(Listing.tags), String).icontains(word, autoescape=True),
+            )
+            for word in words
+        )
+    )
+
+
+def _owned(session: Session, *, actor: Member, listing_id: uuid.UUID) -> Listing:
+    listing = get_visible(session, viewer=actor, listing_id=listing_id)
+    if listing.organization_id != actor.organization_id:
+        raise Forbidden("Only members of the owning organization may change a listing.")
+    return listing
+
+
+def _check_version(listing: Listing, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != listing.version:
+        raise PreconditionFailed(
+            f"The listing changed (now version {listing.version}); reload and retry.",
+            code="stale_version",
+        )
+
+
+def update(
+    session: Session,
+    *,
+    actor: Member,
+    listing_id: uuid.UUID,
+    data: ListingUpdate,
+    expected_version: int | None,
+) -> Listing:
+    """Apply a partial update if the caller saw the current version."""
+    listing = _owned(session, actor=actor, listing_id=listing_id)
+    _check_version(listing, expected_version)
+    changes = data.model_dump(mode="json", exclude_unset=True)
+    if "attributes" in changes and changes["attributes"] is not None:
+        attributes_model = ATTRIBUTES_BY_KIND[ListingKind(listing.kind)]
+        try:
+            attributes = attributes_model.model_validate(changes["attributes"])
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"The attributes are not valid for a {listing.kind} listing.",
+                code="validation_failed",
+                errors=[
+                    FieldError(
+                        field=".".join(["body", "attributes", *map(str, err["loc"])]),
+                        message=err["msg"],
+                    )
+                    for err in exc.errors()
+                ],
+            ) from exc
+        changes["attributes"] = attributes.model_dump(mode="json")
+        if listing.kind == ListingKind.SCENARIO:
+            _check_linked_datasets(session, actor, changes["attributes"]["linked_dataset_ids"])
+    values = {field: value for field, value in changes.items() if value is not None}
+    _compare_and_set(
+        session,
+        listing,
+        sql_update(Listing).values(**values, version=listing.version + 1, updated_at=utc_now()),
+    )
+    session.refresh(listing)
+    return listing
+
+
+def _compare_and_set(session: Session, listing: Listing, statement: Any) -> None:
+    """Run an UPDATE or DELETE only if nobody changed the row since it was read, and commit."""
+    result = session.execute(
+        statement.where(
+            col(Listing.row_id) == listing.row_id, col(Listing.version) == listing.version
+        )
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise PreconditionFailed(
+            "The listing changed meanwhile; reload and retry.", code="stale_version"
+        )
+    session.commit()
+
+
+def delete(
+    session: Session, *, actor: Member, listing_id: uuid.UUID, expected_version: int | None
+) -> None:
+    listing = _owned(session, actor=actor, listing_id=listing_id)
+    _check_version(listing, expected_version)
+    _compare_and_set(session, listing, sql_delete(Listing))

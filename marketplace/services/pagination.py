@@ -1,0 +1,31 @@
+"""Opaque keyset cursors for list endpoints."""
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from marketplace.errors import BadRequest
+
+
+def encode_cursor(key: int | str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, key_type: type[int] | type[str]) -> Any:
+    """The key after which the next page starts, or None for the first page."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        (key,) = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc
+    if type(key) is not key_type:
+        raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
+    return key
+
+
+def next_cursor(keys: list[int] | list[str], limit: int, fetched: int) -> str | None:
+    """Fetch `limit + 1` rows; a cursor exists only when the extra row came back."""
+    return encode_cursor(keys[limit - 1]) if fetched > limit else None

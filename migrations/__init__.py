@@ -1,0 +1,1 @@
+"""Alembic migration history for the marketplace database."""
