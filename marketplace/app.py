@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from marketplace import db
-from marketplace.api import auth, listings, me, organizations
+from marketplace.api import auth, listings, me, members, organizations
 from marketplace.body_limit import BodySizeLimit
 from marketplace.errors import install_error_handlers, problem_response
 from marketplace.settings import Settings
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return problem_response(500, "internal_error", "An unexpected error occurred.")
 
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, me, organizations, listings):
+    for module in (auth, me, organizations, members, listings):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

@@ -1,10 +1,10 @@
-"""Organizations: sign-up, the directory, edits, verification, and their members."""
+"""Organizations: sign-up, the directory, edits and platform verification."""
 
 import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, status
 
 from marketplace.api import problems
 from marketplace.deps import (
@@ -17,9 +17,8 @@ from marketplace.deps import (
     SettingsDep,
 )
 from marketplace.mappers import member_read, organization_read
-from marketplace.services import members, organizations, rate_limits
+from marketplace.services import organizations, rate_limits
 from schemas.codes import CountryCode
-from schemas.members import MemberCreate, MemberRead
 from schemas.organizations import (
     OrganizationCreated,
     OrganizationKind,
@@ -103,52 +102,3 @@ def set_verification(
             session, actor=member, organization_id=organization_id, verified=body.verified
         )
     )
-
-
-@router.post(
-    "/{organization_id}/members",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MemberRead,
-    responses=problems(401, 403, 404, 409),
-)
-def add_member(
-    organization_id: uuid.UUID, body: MemberCreate, member: CurrentMember, session: SessionDep
-) -> MemberRead:
-    """Add a member with an initial password (owners and admins; only owners add owners)."""
-    organizations.get(session, organization_id)
-    return member_read(
-        members.add(session, actor=member, organization_id=organization_id, data=body)
-    )
-
-
-@router.get(
-    "/{organization_id}/members",
-    response_model=Page[MemberRead],
-    responses=problems(401, 403, 404),
-)
-def list_members(
-    organization_id: uuid.UUID,
-    member: CurrentMember,
-    session: SessionDep,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> Page[MemberRead]:
-    """The organization's members, by email (visible to its own members)."""
-    organizations.get(session, organization_id)
-    rows, next_cursor = members.list_for(
-        session, actor=member, organization_id=organization_id, limit=limit, cursor=cursor
-    )
-    return Page(items=[member_read(row) for row in rows], next_cursor=next_cursor)
-
-
-@router.delete(
-    "/{organization_id}/members/{member_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses=problems(401, 403, 404, 409),
-)
-def remove_member(
-    organization_id: uuid.UUID, member_id: uuid.UUID, member: CurrentMember, session: SessionDep
-) -> None:
-    """Remove a member (owners and admins), or leave the organization yourself."""
-    members.remove(session, actor=member, organization_id=organization_id, member_id=member_id)

@@ -1,0 +1,103 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL, built by the migrations) and the app.
+
+PostgreSQL comes from SCX_TEST_POSTGRES_URL (default: the local server); each test session
+creates its own database there and drops it at the end, so parallel runs never collide.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from marketplace import db
+from marketplace.app import create_app
+from marketplace.models import metadata
+from marketplace.settings import Settings
+
+POSTGRES_SERVER_URL = os.environ.get(
+    "SCX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _create_postgres_database() -> str:
+    name = f"scx_test_{uuid.uuid4().hex[:12]}"
+    server = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    server.dispose()
+    return make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    server = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    server.dispose()
+
+
+@pytest.fixture(scope="session")
+def fresh_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A factory of empty databases (nothing migrated) for the given backend."""
+    created: list[str] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            path = tmp_path_factory.mktemp("sqlite") / "marketplace.db"
+            return f"sqlite:///{path}"
+        url = _create_postgres_database()
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        _drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, fresh_database_url) -> str:  # type: ignore[no-untyped-def]
+    """A migrated database per backend, shared by the session and emptied before each test."""
+    url = fresh_database_url(request.param)
+    command.upgrade(db.alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def _engines() -> Iterator[dict[str, Engine]]:
+    engines: dict[str, Engine] = {}
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str, _engines: dict[str, Engine]) -> Engine:
+    """The backend's engine, with every table emptied so each test starts clean."""
+    engine = _engines.setdefault(database_url, db.make_engine(database_url))
+    tables = [t.name for t in metadata.sorted_tables]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                connection.execute(text(f"DELETE FROM {table}"))
+    return engine
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    """A client of the real app over the test database (lifespan run, so startup checks too)."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
