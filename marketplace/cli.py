@@ -1,12 +1,16 @@
 """The `marketplace` console command: serve, migrate, administer, load the demo catalogue."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 import uvicorn
 from alembic import command
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import Session
 
 from marketplace import db, demo
 from marketplace.errors import DomainError
@@ -26,6 +30,25 @@ console = Console()
 
 def _settings() -> Settings:
     return Settings()
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on the configured database; domain and validation errors end the command."""
+    engine = db.make_engine(_settings().resolved_database_url)
+    try:
+        with db.session_scope(engine) as session:
+            yield session
+    except DomainError as error:
+        console.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from error
+    except ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(map(str, problem["loc"]))
+            console.print(f"[red]{field}: {problem['msg']}[/red]")
+        raise typer.Exit(1) from error
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -62,11 +85,6 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision."
     console.print(f"[yellow]Database is at {revision}[/yellow]")
 
 
-def _fail(error: DomainError) -> None:
-    console.print(f"[red]{error.detail}[/red]")
-    raise typer.Exit(1)
-
-
 @admin_app.command("create-org")
 def create_org(
     name: Annotated[str, typer.Option(help="Organization name.")],
@@ -79,12 +97,9 @@ def create_org(
     verified: Annotated[bool, typer.Option(help="Mark as verified by the platform.")] = False,
 ) -> None:
     """Create an organization (add its first member with create-member)."""
-    fields = OrganizationFields(name=name, slug=slug, kind=kind, country=country, region=region)
-    with db.session_scope(db.make_engine(_settings().resolved_database_url)) as session:
-        try:
-            organization = organizations.create(session, fields=fields, verified=verified)
-        except DomainError as error:
-            _fail(error)
+    with _session() as session:
+        fields = OrganizationFields(name=name, slug=slug, kind=kind, country=country, region=region)
+        organization = organizations.create(session, fields=fields, verified=verified)
     read = organization_read(organization)
     console.print(f"Created organization {read.slug} ({read.id})")
 
@@ -101,18 +116,12 @@ def create_member(
     platform_admin: Annotated[bool, typer.Option(help="Grant platform administration.")] = False,
 ) -> None:
     """Create a member of an organization; the password is asked for if not given."""
-    data = MemberCreate(email=email, display_name=display_name, password=password, role=role)
-    with db.session_scope(db.make_engine(_settings().resolved_database_url)) as session:
-        try:
-            organization = organizations.get_by_slug(session, org)
-            member = members.create(
-                session,
-                organization_id=organization.id,
-                data=data,
-                is_platform_admin=platform_admin,
-            )
-        except DomainError as error:
-            _fail(error)
+    with _session() as session:
+        data = MemberCreate(email=email, display_name=display_name, password=password, role=role)
+        organization = organizations.get_by_slug(session, org)
+        member = members.create(
+            session, organization_id=organization.id, data=data, is_platform_admin=platform_admin
+        )
     read = member_read(member)
     console.print(f"Created member {read.email} ({read.role}) in {org}")
 
@@ -124,11 +133,10 @@ def load_demo(
     ] = "demo-password-123",
 ) -> None:
     """Load the fictional demo catalogue (idempotent: existing demo organizations are skipped)."""
-    engine = db.make_engine(_settings().resolved_database_url)
-    if db.migrations_pending(engine):
-        console.print("[red]The database is behind; run `marketplace db upgrade` first.[/red]")
-        raise typer.Exit(1)
-    with db.session_scope(engine) as session:
+    with _session() as session:
+        if db.migrations_pending(session.get_bind()):  # type: ignore[arg-type]
+            console.print("[red]The database is behind; run `marketplace db upgrade` first.[/red]")
+            raise typer.Exit(1)
         summary = demo.load(session, password=password, progress=console)
     table = Table(title="Demo catalogue")
     table.add_column("what")

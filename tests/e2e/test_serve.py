@@ -1,0 +1,91 @@
+"""`marketplace serve` as a user runs it: a real uvicorn process on a free local port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+MARKETPLACE = str(Path(sys.executable).with_name("marketplace"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCX_")}
+    env["SCX_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+@pytest.fixture
+def port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def serve(server_env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [MARKETPLACE, "serve", "--port", str(port)],
+        env=server_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process
+    process.terminate()
+    process.wait(timeout=20)
+    if process.stdout:
+        process.stdout.close()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[str]) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("the server exited early")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("the server did not come up within 30 s")
+
+
+class TestServe:
+    def test_refuses_to_start_on_a_database_that_is_behind(
+        self, serve: subprocess.Popen[str]
+    ) -> None:
+        output, _ = serve.communicate(timeout=30)
+        assert serve.returncode != 0
+        assert "marketplace db upgrade" in output
+
+    def test_serves_the_api_and_its_docs_after_upgrade(
+        self, server_env: dict[str, str], port: int
+    ) -> None:
+        subprocess.run(
+            [MARKETPLACE, "db", "upgrade"], env=server_env, check=True, capture_output=True
+        )
+        process = subprocess.Popen(
+            [MARKETPLACE, "serve", "--port", str(port)],
+            env=server_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            health = _wait_until_up(f"{base}/api/v1/health", process)  # type: ignore[arg-type]
+            assert health.json() == {"status": "ok"}
+            assert httpx.get(f"{base}/docs").status_code == 200
+            assert "/api/v1/listings" in httpx.get(f"{base}/openapi.json").json()["paths"]
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
