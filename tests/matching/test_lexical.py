@@ -1,0 +1,70 @@
+"""The incremental BM25 index."""
+
+import math
+
+import pytest
+
+from matching.lexical import LexicalIndex
+
+
+def _index(documents: dict[int, str]) -> LexicalIndex:
+    index = LexicalIndex()
+    index.upsert(list(documents), list(documents.values()))
+    return index
+
+
+class TestLexicalIndex:
+    def test_ranks_the_document_sharing_rare_terms_first(self) -> None:
+        index = _index({1: "city traffic sensors", 2: "hospital records", 3: "traffic city parks"})
+        hits = index.search("traffic sensors", 3)
+        assert [hit.id for hit in hits] == [1, 3]
+
+    def test_scores_follow_bm25(self) -> None:
+        index = LexicalIndex(k1=0.9, b=0.4)
+        index.upsert([1, 2], ["traffic traffic city", "parks"])
+        # N=2, df=1: idf = ln(1 + 1.5 / 1.5); doc 1 has tf=2, length 3, average length 2.
+        idf = math.log(2)
+        norm = 0.9 * (1 - 0.4 + 0.4 * 3 / 2)
+        expected = idf * 2 * 1.9 / (2 + norm)
+        assert index.search("traffic", 1)[0].score == pytest.approx(expected)
+
+    def test_reports_the_matched_query_terms(self) -> None:
+        index = _index({1: "city traffic sensors", 2: "hospital records"})
+        assert index.search("sensors in the city", 1)[0].matched_terms == ("sensor", "city")
+
+    def test_finds_chinese_documents_by_chinese_words(self) -> None:
+        index = _index({1: "上海市城市交通流量数据集", 2: "医院电子病历", 3: "traffic flow"})
+        assert [hit.id for hit in index.search("交通流量", 3)] == [1]
+
+    def test_returns_only_allowed_ids(self) -> None:
+        index = _index({1: "traffic data", 2: "traffic data", 3: "traffic data"})
+        assert {hit.id for hit in index.search("traffic", 3, allowed_ids=[2, 3, 99])} == {2, 3}
+
+    def test_upsert_replaces_a_document(self) -> None:
+        index = _index({1: "traffic data", 2: "hospital data"})
+        index.upsert([1], ["weather data"])
+        assert index.search("traffic", 5) == []
+        assert [hit.id for hit in index.search("weather", 5)] == [1]
+        assert len(index) == 2
+
+    def test_remove_forgets_documents_and_their_statistics(self) -> None:
+        index = _index({1: "traffic data", 2: "traffic parks"})
+        index.remove([1, 42])
+        assert 1 not in index
+        assert index.search("data", 5) == []
+        fresh = _index({2: "traffic parks"})
+        assert index.search("traffic", 1) == fresh.search("traffic", 1)
+
+    def test_stays_correct_after_compacting_many_removals(self) -> None:
+        index = _index({i: f"word{i} common" for i in range(3000)})
+        index.remove(range(2500))
+        hits = index.search("common word2999", 600)
+        assert len(hits) == 500
+        assert hits[0].id == 2999
+
+    def test_returns_nothing_for_a_query_without_known_terms(self) -> None:
+        assert _index({1: "traffic"}).search("zebra", 5) == []
+
+    def test_rejects_misaligned_ids_and_texts(self) -> None:
+        with pytest.raises(ValueError, match="2 ids but 1 texts"):
+            LexicalIndex().upsert([1, 2], ["only one"])
