@@ -114,7 +114,7 @@ class TestDemo:
             }
             chinese = client.get("/api/v1/listings", params={"q": "场景", "limit": 100}).json()
         assert sum(counts.values()) >= 200
-        assert min(counts.values()) >= 40
+        assert min(counts.values()) >= 30  # published public ones; drafts and private stay hidden
         assert len(chinese["items"]) >= 5
         second = invoke("demo")
         assert second.exit_code == 0
