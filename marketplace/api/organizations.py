@@ -59,7 +59,8 @@ def list_organizations(
     kind: OrganizationKind | None = None,
     country: CountryCode | None = None,
     verified: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    # NUL never occurs in a name, and PostgreSQL refuses it in any text parameter.
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[OrganizationRead]:

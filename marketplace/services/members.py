@@ -109,13 +109,15 @@ def remove(
     session: Session, *, actor: Member, organization_id: uuid.UUID, member_id: uuid.UUID
 ) -> None:
     """Remove a member; anyone may leave, managers may remove others, the last owner stays."""
+    leaving = member_id == actor.id
+    if not leaving:
+        # Before the lookup, so that outsiders cannot probe which ids belong to the organization.
+        require_manager(actor, organization_id)
     member = session.get(Member, member_id)
     if member is None or member.organization_id != organization_id:
         raise NotFound("No such member in this organization.")
-    if member.id != actor.id:
-        require_manager(actor, organization_id)
-        if member.role == Role.OWNER and actor.role != Role.OWNER:
-            raise Forbidden("Only an owner may remove an owner.", code="owner_required")
+    if not leaving and member.role == Role.OWNER and actor.role != Role.OWNER:
+        raise Forbidden("Only an owner may remove an owner.", code="owner_required")
     if member.role == Role.OWNER and _owner_count(session, organization_id) == 1:
         raise Conflict("An organization keeps at least one owner.", code="last_owner")
     session.delete(member)

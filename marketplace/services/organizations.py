@@ -92,7 +92,8 @@ def directory(
     if verified is not None:
         query = query.where(Organization.verified == verified)
     if q:
-        query = query.where(col(Organization.name).icontains(q.strip()))
+        # autoescape: `%` and `_` in a search are literal text, not LIKE wildcards.
+        query = query.where(col(Organization.name).icontains(q.strip(), autoescape=True))
     after = decode_cursor(cursor, str)
     if after is not None:
         query = query.where(Organization.slug > after)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from marketplace.errors import RateLimited
 from marketplace.models import SignInAttempt, utc_now
@@ -36,8 +36,8 @@ def record(session: Session, keys: list[str], *, keep: timedelta) -> None:
     """Count one attempt against each key and forget attempts older than `keep` (no commit)."""
     now = utc_now()
     session.add_all(SignInAttempt(key=key, at=now) for key in keys)
-    session.exec(delete(SignInAttempt).where(SignInAttempt.at < now - keep))  # type: ignore[call-overload]
+    session.exec(delete(SignInAttempt).where(col(SignInAttempt.at) < now - keep))
 
 
 def clear(session: Session, keys: list[str]) -> None:
-    session.exec(delete(SignInAttempt).where(SignInAttempt.key.in_(keys)))  # type: ignore[call-overload,attr-defined]
+    session.exec(delete(SignInAttempt).where(col(SignInAttempt.key).in_(keys)))
