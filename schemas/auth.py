@@ -4,19 +4,30 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.members import MemberRead
 from schemas.organizations import OrganizationRead
+from schemas.text import no_nul
 
-TokenName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TokenName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(no_nul),
+]
 
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    email: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
+        AfterValidator(no_nul),
+    ]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)
+    ]
     name: TokenName = "api"
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 

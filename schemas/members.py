@@ -5,10 +5,16 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
 
-Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+from schemas.text import no_nul
+
+Password = Annotated[str, StringConstraints(min_length=10, max_length=256), AfterValidator(no_nul)]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    AfterValidator(no_nul),
+]
 
 
 class Role(StrEnum):

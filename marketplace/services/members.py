@@ -7,7 +7,7 @@ from sqlmodel import Session, col, func, select
 
 from marketplace import security
 from marketplace.errors import Conflict, Forbidden, NotFound
-from marketplace.models import Member
+from marketplace.models import Member, Organization
 from marketplace.services.pagination import decode_cursor, next_cursor
 from schemas.members import MANAGER_ROLES, MemberCreate, Role
 
@@ -118,8 +118,14 @@ def remove(
         raise NotFound("No such member in this organization.")
     if not leaving and member.role == Role.OWNER and actor.role != Role.OWNER:
         raise Forbidden("Only an owner may remove an owner.", code="owner_required")
-    if member.role == Role.OWNER and _owner_count(session, organization_id) == 1:
-        raise Conflict("An organization keeps at least one owner.", code="last_owner")
+    if member.role == Role.OWNER:
+        # Lock the organization so two owners removing each other cannot both see "one left".
+        session.exec(
+            select(Organization.id).where(Organization.id == organization_id).with_for_update()
+        )
+        if _owner_count(session, organization_id) == 1:
+            session.rollback()
+            raise Conflict("An organization keeps at least one owner.", code="last_owner")
     session.delete(member)
     session.commit()
 

@@ -107,8 +107,6 @@ def update(
     organization = get(session, organization_id)
     members.require_manager(actor, organization_id)
     for field, value in data.model_dump(mode="json", exclude_unset=True).items():
-        if value is None and field not in {"website"}:
-            continue
         setattr(organization, field, value)
     organization.updated_at = utc_now()
     session.add(organization)

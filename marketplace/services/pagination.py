@@ -18,10 +18,17 @@ def decode_cursor(cursor: str | None, key_type: type[int] | type[str]) -> Any:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        (key,) = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc
-    if type(key) is not key_type:
+    key = decoded[0] if isinstance(decoded, list) and len(decoded) == 1 else None
+    # Keys this API issues fit a signed 64-bit column (SQLite binds nothing larger) and hold no
+    # NUL (PostgreSQL text cannot).
+    if (
+        type(key) is not key_type
+        or (isinstance(key, int) and not 0 <= key < 2**63)
+        or (isinstance(key, str) and "\x00" in key)
+    ):
         raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
     return key
 

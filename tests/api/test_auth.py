@@ -162,10 +162,6 @@ class TestCreateToken:
 
         assert_problem(response, 400, "malformed_json")
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="schemas accept NUL in text; PostgreSQL then answers 500 (fix in schemas/auth.py)",
-    )
     def test_nul_in_the_email_is_a_validation_problem(self, client: TestClient) -> None:
         response = attempt(client, "nobody\x00@example.org")
 

@@ -21,8 +21,6 @@ from tests.factories import (
     sign_up,
 )
 
-NUL_BUG = "schemas accept NUL in text; PostgreSQL then answers 500 (fix in schemas/members.py)"
-
 
 @pytest.fixture(autouse=True)
 def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +180,6 @@ class TestAddMember:
 
         assert_problem(response, 422, "validation_failed", field="body.is_platform_admin")
 
-    @pytest.mark.xfail(strict=True, reason=NUL_BUG)
     def test_nul_in_the_display_name_is_a_validation_problem(self, client: TestClient) -> None:
         owner = sign_up(client)
 
@@ -260,9 +257,6 @@ class TestListMembers:
 
         assert_problem(response, 400, "invalid_cursor")
 
-    @pytest.mark.xfail(
-        strict=True, reason="decode_cursor lets NUL reach PostgreSQL (500); fix in pagination.py"
-    )
     def test_a_cursor_with_nul_is_a_bad_request(self, client: TestClient) -> None:
         owner = sign_up(client)
         with_nul = base64.urlsafe_b64encode(b'["a\\u0000"]').decode()
