@@ -1,0 +1,1 @@
+"""Matching: texts to vectors, a vector index, ranking, explanations and evaluation metrics."""
