@@ -1,0 +1,108 @@
+"""The embedders: the real default model (loaded once per session) and the hashing test double."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matching.embedding import (
+    DEFAULT_MODEL_NAME,
+    Embedder,
+    SentenceTransformerEmbedder,
+    default_model_path,
+)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class TestDefaultModelPath:
+    def test_points_at_the_packaged_model_folder(self) -> None:
+        folder = Path(default_model_path())
+        assert (folder / "modules.json").is_file()
+        assert (folder / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+class TestSentenceTransformerEmbedder:
+    texts = (
+        "Traffic flow sensors on city roads, recorded every five minutes.",
+        "A dataset of road traffic counts collected by municipal sensors.",
+        "Recipes for baking sourdough bread at home.",
+    )
+
+    def test_returns_one_float32_row_per_text(self, embedder: SentenceTransformerEmbedder) -> None:
+        vectors = embedder.encode(self.texts)
+        assert vectors.shape == (3, 384)
+        assert vectors.dtype == np.float32
+        assert vectors.flags.c_contiguous
+
+    def test_rows_have_unit_length(self, embedder: SentenceTransformerEmbedder) -> None:
+        norms = np.linalg.norm(embedder.encode(self.texts, bulk=True), axis=1)
+        np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+
+    def test_similar_english_texts_score_higher_than_unrelated_ones(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        traffic, counts, bread = embedder.encode(self.texts)
+        assert _cosine(traffic, counts) > _cosine(traffic, bread) + 0.3
+
+    def test_similar_chinese_texts_score_higher_than_unrelated_ones(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        # all-MiniLM-L6-v2 is trained on English: it ranks Chinese by shared characters, weakly.
+        cat, kitten, stocks = embedder.encode(["猫坐在垫子上", "一只小猫在地毯上", "股市崩盘了"])
+        assert _cosine(cat, kitten) > _cosine(cat, stocks)
+
+    def test_bulk_vectors_stay_interchangeable_with_query_vectors(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        queries = embedder.encode(self.texts)
+        bulk = embedder.encode(self.texts, bulk=True)
+        assert np.einsum("ij,ij->i", queries, bulk).min() >= 0.998
+
+    def test_bf16_vectors_stay_within_cosine_0_998_of_fp32(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        fp32 = embedder.encode_with(self.texts, precision="fp32")
+        bf16 = embedder.encode_with(self.texts, precision="bf16")
+        assert np.einsum("ij,ij->i", fp32, bf16).min() >= 0.998
+
+    def test_a_text_gets_the_same_vector_alone_or_in_a_batch(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        # Padding to the longest text of a batch must not change the others' vectors.
+        alone = embedder.encode(self.texts[2:])[0]
+        batched = embedder.encode(self.texts)[2]
+        assert _cosine(alone, batched) >= 0.9999
+
+    def test_empty_input_gives_no_rows(self, embedder: SentenceTransformerEmbedder) -> None:
+        vectors = embedder.encode([])
+        assert vectors.shape == (0, 384)
+        assert vectors.dtype == np.float32
+
+    def test_rejects_a_bare_string(self, embedder: SentenceTransformerEmbedder) -> None:
+        with pytest.raises(TypeError, match="not a single string"):
+            embedder.encode("one text")
+
+    def test_names_the_default_model_portably(self, embedder: SentenceTransformerEmbedder) -> None:
+        assert embedder.model_name == DEFAULT_MODEL_NAME
+        assert embedder.dimension == 384
+
+    def test_never_downloads_a_missing_model(self, embedder: SentenceTransformerEmbedder) -> None:
+        # Depends on the session model so sentence-transformers is already imported (cheap).
+        with pytest.raises(OSError):
+            SentenceTransformerEmbedder("scenario-exchange/no-such-model")
+
+    def test_satisfies_the_embedder_protocol(self, embedder: SentenceTransformerEmbedder) -> None:
+        as_protocol: Embedder = embedder
+        assert as_protocol.encode(["x"]).shape == (1, as_protocol.dimension)
+
+
+class TestHashingEmbedder:
+    def test_is_deterministic_and_normalised(self, hashing_embedder: Embedder) -> None:
+        first = hashing_embedder.encode(["city traffic", "hospital records"])
+        again = hashing_embedder.encode(["city traffic", "hospital records"])
+        np.testing.assert_array_equal(first, again)
+        np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
