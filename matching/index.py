@@ -367,6 +367,8 @@ class VectorIndex:
         return cast(npt.NDArray[np.float32], matrix[slots])
 
     def _ids_at(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        if self._slot_ids.size == 0:
+            return np.full(slots.shape, -1, dtype=np.int64)
         return np.where(slots >= 0, self._slot_ids[np.maximum(slots, 0)], -1).astype(np.int64)
 
     def _slot_bitmap(self, slots: npt.NDArray[np.int64] | None) -> npt.NDArray[np.uint8] | None:
@@ -384,7 +386,7 @@ class VectorIndex:
     def _slot_params(self, params: Any, bitmap: npt.NDArray[np.uint8] | None) -> Any:
         if bitmap is not None:
             # The selector points into bitmap, which the caller keeps alive during the search.
-            params.sel = faiss.IDSelectorBitmap(self._slot_ids.size, faiss.swig_ptr(bitmap))
+            params.sel = faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap))
         return params
 
     def _hnsw_search(
@@ -448,7 +450,13 @@ class VectorIndex:
         size = len(self)
         if self.kind == "flat":
             if allowed.size > max(_SUBSET_MIN, _SUBSET_FRACTION["flat"] * size):
-                selector = faiss.IDSelectorBatch(allowed)
+                bitmap = _id_bitmap(allowed, size)
+                selector: Any
+                if bitmap is None:
+                    selector = faiss.IDSelectorBatch(allowed)
+                else:
+                    # The selector points into bitmap, alive until this function returns.
+                    selector = faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap))
                 params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
                 scores, ids = self._flat.search(queries, k, params=params)
                 return scores, ids
@@ -494,6 +502,23 @@ def _as_ids(ids: Iterable[int] | npt.ArrayLike) -> npt.NDArray[np.int64]:
     if array.ndim != 1:
         raise ValueError(f"ids must be one-dimensional, got shape {array.shape}")
     return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _id_bitmap(allowed: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.uint8] | None:
+    """A bitmap of the allowed ids, or None when their largest id would make it too big.
+
+    Database row ids are dense, so a bitmap (one bit per possible id, built in a millisecond for
+    a million ids) usually fits; FAISS's IDSelectorBatch builds a hash set instead, per query.
+    """
+    allowed = allowed[allowed >= 0]
+    if allowed.size == 0:
+        return np.zeros(1, dtype=np.uint8)
+    largest = int(allowed.max())
+    if largest >= max(64 * size, 1 << 20):  # at most 8 bytes per stored vector (or 128 KiB)
+        return None
+    mask = np.zeros(largest + 1, dtype=bool)
+    mask[allowed] = True
+    return np.packbits(mask, bitorder="little")
 
 
 @contextmanager

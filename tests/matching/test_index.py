@@ -96,11 +96,6 @@ class TestFlatSearch:
         assert np.isneginf(scores[3:]).all()
         assert np.isfinite(scores[:3]).all()
 
-    def test_empty_index_returns_only_padding(self) -> None:
-        scores, ids = VectorIndex(DIMENSION).search(self.queries[0], 3)
-        assert ids.tolist() == [-1, -1, -1]
-        assert np.isneginf(scores).all()
-
     def test_rejects_queries_of_the_wrong_dimension(self) -> None:
         with pytest.raises(ValueError, match="dimension"):
             _index("flat", self.vectors, self.ids).search(np.ones(DIMENSION + 1), 3)
@@ -146,6 +141,19 @@ class TestAllowedIds:
         assert (found >= 0).all()
         assert all(len(set(row.tolist())) == 10 for row in found)
 
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_filters_ids_too_sparse_for_a_bitmap(self, kind: IndexKind) -> None:
+        # Ids near 10**12 take the hash-set selector instead of a bitmap over all possible ids.
+        vectors, ids = self.vectors[:5000], self.ids[:5000] + 10**12
+        index = _index(kind, vectors, ids)
+        rows = np.arange(0, 5000, 1)[:4500]
+        _, expected = _brute_force(vectors[rows], ids[rows], self.queries, 10)
+        _, found = index.search(self.queries, 10, allowed_ids=ids[rows])
+        if kind == "flat":
+            assert found.tolist() == expected.tolist()
+        else:
+            assert _recall(found, expected) >= 0.95
+
     def test_ignores_allowed_ids_that_are_not_in_the_index(self, index: VectorIndex) -> None:
         allowed = [int(self.ids[0]), int(self.ids[1]), 999_999_999]
         _, found = index.search(self.queries[0], 4, allowed_ids=allowed)
@@ -189,6 +197,19 @@ class TestWrites:
         _, found = index.search(self.vectors[:100], 10)
         assert not set(found.ravel().tolist()) & removed
         assert (found >= 0).all()
+
+    def test_empty_index_returns_only_padding(self, kind: IndexKind) -> None:
+        scores, ids = VectorIndex(DIMENSION, kind=kind).search(self.vectors[0], 3)
+        assert ids.tolist() == [-1, -1, -1]
+        assert np.isneginf(scores).all()
+
+    def test_an_emptied_index_takes_new_vectors(self, kind: IndexKind) -> None:
+        index = _index(kind, self.vectors[:50], self.ids[:50])
+        assert index.remove(self.ids[:50]) == 50
+        assert len(index) == 0
+        assert index.search(self.vectors[0], 2)[1].tolist() == [-1, -1]
+        index.upsert(self.ids[:2], self.vectors[:2])
+        assert index.search(self.vectors[0], 2)[1].tolist() == [int(self.ids[0]), int(self.ids[1])]
 
     def test_membership_and_ids_follow_the_writes(self, kind: IndexKind) -> None:
         index = _index(kind, self.vectors[:3], self.ids[:3])
