@@ -42,13 +42,48 @@ faiss.cvar.distance_compute_blas_threshold = 20
 
 _MAGIC = b"SCXVIDX1"
 _FORMAT_VERSION = 1
-# Allowed sets at most this fraction of the index are scored directly from their vectors: copying
-# a few vectors beats scanning (flat) or over-exploring the graph (HNSW) for all the others.
-_SUBSET_FRACTION = {"flat": 1 / 8, "hnsw": 1 / 16}
-# Below this many allowed vectors the direct scoring always wins.
-_SUBSET_MIN = 4096
+# Allowed sets up to this size are gathered and scored directly: cheaper than any scan.
+_GATHER_MAX = 1024
+# HNSW: allowed sets up to this share of the index are searched exactly (a scan that tests one
+# bit per vector and scores only the allowed ones), as the graph walk would visit most nodes.
+_HNSW_EXACT_SHARE = 1 / 32
 # The most candidates a filtered HNSW search may keep; beyond it the exact fallback is cheaper.
 _MAX_FILTERED_EF = 4096
+
+
+class _Selector:
+    """A FAISS IDSelector with the objects it points into (bitmaps, id tables), kept alive.
+
+    SWIG selectors hold raw pointers; dropping the numpy array or vector behind one while FAISS
+    still searches with it would read freed memory.
+    """
+
+    def __init__(self, selector: Any, keep: object = None) -> None:
+        self.selector = selector
+        self._keep = keep
+
+    @classmethod
+    def of_bitmap(cls, bitmap: npt.NDArray[np.uint8]) -> "_Selector":
+        # FAISS bounds the bitmap by its length in bytes.
+        return cls(faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap)), bitmap)
+
+    @classmethod
+    def of_ids(cls, ids: npt.NDArray[np.int64], size: int) -> "_Selector":
+        """Selects the given ids: a bitmap when they are dense enough, else a hash set.
+
+        Database row ids are dense, so a bitmap (one bit per possible id, built in about a
+        millisecond for a million ids) usually fits; IDSelectorBatch builds a hash set instead.
+
+        Args:
+            ids: the ids (negative ones are ignored).
+            size: how many vectors the index holds; bounds the bitmap at 8 bytes per vector.
+        """
+        ids = ids[ids >= 0]
+        if ids.size and int(ids.max()) < max(64 * size, 1 << 20):
+            mask = np.zeros(int(ids.max()) + 1, dtype=bool)
+            mask[ids] = True
+            return cls.of_bitmap(np.packbits(mask, bitorder="little"))
+        return cls(faiss.IDSelectorBatch(ids))
 
 
 class VectorIndex:
@@ -96,6 +131,7 @@ class VectorIndex:
         self._slot_of: dict[int, int] = {}
         self._slot_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._alive_bitmap: npt.NDArray[np.uint8] | None = None
+        self._slot_id_vector: Any = None  # _slot_ids as a FAISS vector, for IDSelectorTranslated
         if kind == "flat":
             self._flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         else:
@@ -191,7 +227,6 @@ class VectorIndex:
         self._hnsw = self._new_hnsw()
         self._slot_ids = np.zeros(0, dtype=np.int64)
         self._slot_of = {}
-        self._alive_bitmap = None
         self._hnsw_append(live_ids, vectors)
 
     # -- search ---------------------------------------------------------------------------------
@@ -346,14 +381,18 @@ class VectorIndex:
         self._hnsw.add(vectors)
         self._slot_ids = np.concatenate([self._slot_ids, ids])
         self._slot_of.update(zip(ids.tolist(), range(first, first + ids.size), strict=True))
-        self._alive_bitmap = None
+        self._slots_changed()
 
     def _tombstone(self, ids: npt.NDArray[np.int64]) -> int:
         slots = [s for s in (self._slot_of.pop(i, None) for i in ids.tolist()) if s is not None]
         if slots:
             self._slot_ids[np.asarray(slots, dtype=np.int64)] = -1
-            self._alive_bitmap = None
+            self._slots_changed()
         return len(slots)
+
+    def _slots_changed(self) -> None:
+        self._alive_bitmap = None
+        self._slot_id_vector = None
 
     def _maybe_compact(self) -> None:
         if self.dead_slots > max(self.max_dead_fraction * self._slot_ids.size, 0):
@@ -371,45 +410,48 @@ class VectorIndex:
             return np.full(slots.shape, -1, dtype=np.int64)
         return np.where(slots >= 0, self._slot_ids[np.maximum(slots, 0)], -1).astype(np.int64)
 
-    def _slot_bitmap(self, slots: npt.NDArray[np.int64] | None) -> npt.NDArray[np.uint8] | None:
-        """A bitmap of the given slots, or of the live ones when None (None if all are live)."""
-        if slots is not None:
-            mask = np.zeros(self._slot_ids.size, dtype=bool)
-            mask[slots] = True
-            return np.packbits(mask, bitorder="little")
+    def _alive_selector(self) -> _Selector | None:
+        """Selects the live slots; None while there are no tombstones."""
         if self.dead_slots == 0:
             return None
         if self._alive_bitmap is None:
             self._alive_bitmap = np.packbits(self._slot_ids >= 0, bitorder="little")
-        return self._alive_bitmap
+        return _Selector.of_bitmap(self._alive_bitmap)
 
-    def _slot_params(self, params: Any, bitmap: npt.NDArray[np.uint8] | None) -> Any:
-        if bitmap is not None:
-            # The selector points into bitmap, which the caller keeps alive during the search.
-            params.sel = faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap))
-        return params
+    def _allowed_slot_selector(self, allowed: npt.NDArray[np.int64]) -> _Selector:
+        """Selects the slots whose id is allowed, by translating slot -> id inside FAISS.
+
+        No Python loop over the allowed ids: FAISS looks each visited slot's id up in our slot
+        table (tombstones hold -1, which no selector admits) and tests it against the ids.
+        """
+        if self._slot_id_vector is None:
+            self._slot_id_vector = faiss.Int64Vector()
+            faiss.copy_array_to_vector(self._slot_ids, self._slot_id_vector)
+        inner = _Selector.of_ids(allowed, len(self))
+        translated = faiss.IDSelectorTranslated(self._slot_id_vector, inner.selector)
+        return _Selector(translated, (inner, self._slot_id_vector))
 
     def _hnsw_search(
-        self,
-        queries: npt.NDArray[np.float32],
-        k: int,
-        bitmap: npt.NDArray[np.uint8] | None,
-        ef: int,
+        self, queries: npt.NDArray[np.float32], k: int, selector: _Selector | None, ef: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         params = faiss.SearchParametersHNSW(efSearch=max(ef, k))  # type: ignore[attr-defined]
-        scores, slots = self._hnsw.search(queries, k, params=self._slot_params(params, bitmap))
+        if selector is not None:
+            params.sel = selector.selector
+        scores, slots = self._hnsw.search(queries, k, params=params)
         return scores, self._ids_at(slots)
 
     def _hnsw_exact(
-        self, queries: npt.NDArray[np.float32], k: int, bitmap: npt.NDArray[np.uint8] | None
+        self, queries: npt.NDArray[np.float32], k: int, selector: _Selector | None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Exact search of the HNSW's own flat storage, over the slots in bitmap.
+        """Exact search of the HNSW's own flat storage, over the selected slots.
 
-        FAISS tests the selector before computing a distance, so the cost is one bit per slot
-        plus one inner product per selected slot.
+        FAISS tests the selector before computing a distance, so the cost is one membership test
+        per slot plus one inner product per selected slot.
         """
         storage = faiss.downcast_index(self._hnsw.storage)
-        params = self._slot_params(faiss.SearchParameters(), bitmap)
+        params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector.selector
         scores, slots = storage.search(queries, k, params=params)
         return scores, self._ids_at(slots)
 
@@ -419,17 +461,18 @@ class VectorIndex:
         k: int,
         result: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
         eligible: int,
-        bitmap: npt.NDArray[np.uint8] | None,
+        selector: _Selector | None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Redo exactly the HNSW rows that found fewer than min(k, eligible) results.
 
         A graph walk can strand itself among tombstones or filtered-out nodes; this keeps the
-        promise that k results come back whenever k vectors qualify.
+        promise that k results come back whenever k vectors qualify. (eligible may overcount,
+        e.g. allowed ids that are not stored: that costs an exact pass, never a wrong answer.)
         """
         scores, ids = result
         short = np.flatnonzero((ids >= 0).sum(axis=1) < min(k, eligible))
         if short.size:
-            scores[short], ids[short] = self._hnsw_exact(queries[short], k, bitmap)
+            scores[short], ids[short] = self._hnsw_exact(queries[short], k, selector)
         return scores, ids
 
     # -- internals: search ----------------------------------------------------------------------
@@ -440,46 +483,53 @@ class VectorIndex:
         if self.kind == "flat":
             scores, ids = self._flat.search(queries, k)
             return scores, ids
-        bitmap = self._slot_bitmap(None)
-        result = self._hnsw_search(queries, k, bitmap, self.ef_search)
-        return self._finish_short_rows(queries, k, result, len(self), bitmap)
+        selector = self._alive_selector()
+        result = self._hnsw_search(queries, k, selector, self.ef_search)
+        return self._finish_short_rows(queries, k, result, len(self), selector)
 
     def _search_allowed(
         self, queries: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        size = len(self)
-        if self.kind == "flat":
-            if allowed.size > max(_SUBSET_MIN, _SUBSET_FRACTION["flat"] * size):
-                bitmap = _id_bitmap(allowed, size)
-                selector: Any
-                if bitmap is None:
-                    selector = faiss.IDSelectorBatch(allowed)
-                else:
-                    # The selector points into bitmap, alive until this function returns.
-                    selector = faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap))
-                params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
-                scores, ids = self._flat.search(queries, k, params=params)
-                return scores, ids
-            present = [i for i in np.unique(allowed).tolist() if i in self._members]
-            if not present:
+        if allowed.size <= _GATHER_MAX:
+            ids, vectors = self._gather(allowed)
+            if ids.size == 0:
                 return (
                     np.full((queries.shape[0], k), -np.inf, dtype=np.float32),
                     np.full((queries.shape[0], k), -1, dtype=np.int64),
                 )
-            present_ids = np.array(present, dtype=np.int64)
-            vectors = self._flat.reconstruct_batch(present_ids)
             scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-            return scores, np.where(rows >= 0, present_ids[np.maximum(rows, 0)], -1)
-        found = [s for s in map(self._slot_of.get, allowed.tolist()) if s is not None]
-        slots = np.unique(np.array(found, dtype=np.int64))
-        bitmap = self._slot_bitmap(slots)
-        if slots.size <= max(_SUBSET_MIN, _SUBSET_FRACTION["hnsw"] * size):
-            return self._hnsw_exact(queries, k, bitmap)
+            return scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+        if self.kind == "flat":
+            selector = _Selector.of_ids(allowed, len(self))
+            params = faiss.SearchParameters(sel=selector.selector)  # type: ignore[call-arg]
+            scores, found = self._flat.search(queries, k, params=params)
+            return scores, found
+        eligible = min(allowed.size, len(self))  # an upper bound: allowed may repeat or miss
+        selector = self._allowed_slot_selector(allowed)
+        if eligible <= _HNSW_EXACT_SHARE * len(self):
+            return self._hnsw_exact(queries, k, selector)
         # A graph walk meets allowed nodes in proportion to their share, so widen the candidate
         # list by that share to keep recall.
-        ef = min(_MAX_FILTERED_EF, math.ceil(max(self.ef_search, k) * size / slots.size))
-        result = self._hnsw_search(queries, k, bitmap, ef)
-        return self._finish_short_rows(queries, k, result, int(slots.size), bitmap)
+        ef = min(_MAX_FILTERED_EF, math.ceil(max(self.ef_search, k) * len(self) / eligible))
+        result = self._hnsw_search(queries, k, selector, ef)
+        return self._finish_short_rows(queries, k, result, eligible, selector)
+
+    def _gather(
+        self, allowed: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The stored ids among allowed (each once) and their vectors."""
+        if self.kind == "flat":
+            ids = np.array(
+                [i for i in dict.fromkeys(allowed.tolist()) if i in self._members], np.int64
+            )
+            if ids.size == 0:
+                return ids, np.zeros((0, self.dimension), dtype=np.float32)
+            return ids, self._flat.reconstruct_batch(ids)
+        slots = np.array(
+            [s for s in map(self._slot_of.get, dict.fromkeys(allowed.tolist())) if s is not None],
+            dtype=np.int64,
+        )
+        return self._slot_ids[slots], self._hnsw_vectors(slots)
 
     def _as_matrix(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -502,23 +552,6 @@ def _as_ids(ids: Iterable[int] | npt.ArrayLike) -> npt.NDArray[np.int64]:
     if array.ndim != 1:
         raise ValueError(f"ids must be one-dimensional, got shape {array.shape}")
     return np.ascontiguousarray(array, dtype=np.int64)
-
-
-def _id_bitmap(allowed: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.uint8] | None:
-    """A bitmap of the allowed ids, or None when their largest id would make it too big.
-
-    Database row ids are dense, so a bitmap (one bit per possible id, built in a millisecond for
-    a million ids) usually fits; FAISS's IDSelectorBatch builds a hash set instead, per query.
-    """
-    allowed = allowed[allowed >= 0]
-    if allowed.size == 0:
-        return np.zeros(1, dtype=np.uint8)
-    largest = int(allowed.max())
-    if largest >= max(64 * size, 1 << 20):  # at most 8 bytes per stored vector (or 128 KiB)
-        return None
-    mask = np.zeros(largest + 1, dtype=bool)
-    mask[allowed] = True
-    return np.packbits(mask, bitorder="little")
 
 
 @contextmanager

@@ -105,10 +105,23 @@ class TestFlatSearch:
             _index("flat", self.vectors, self.ids).search(self.queries[0], 0)
 
 
-class TestAllowedIds:
-    """Filtered search, through both paths: direct scoring of a small allowed set, and a FAISS
-    selector for a large one (more than 4,096 allowed and more than 1/8 of the index)."""
+# How a filtered search runs: small allowed sets are gathered and scored directly; larger ones
+# go through a FAISS selector, which HNSW runs as an exact scan when they are a small share of it.
+PATHS = {
+    "gathered": {"_GATHER_MAX": 10**9, "_HNSW_EXACT_SHARE": 0.0},
+    "selector": {"_GATHER_MAX": 0, "_HNSW_EXACT_SHARE": 0.0},
+    "selector-exact-scan": {"_GATHER_MAX": 0, "_HNSW_EXACT_SHARE": 1.0},
+}
 
+
+@pytest.fixture(params=list(PATHS))
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in PATHS[request.param].items():
+        monkeypatch.setattr(matching.index, name, value)
+    return str(request.param)
+
+
+class TestAllowedIds:
     vectors = _clustered(9000, seed=3)
     ids = _ids(9000)
     queries = _clustered(25, seed=4)
@@ -119,34 +132,51 @@ class TestAllowedIds:
         # Built once per kind: the tests below only read.
         return _index(request.param, cls.vectors, cls.ids)
 
-    @pytest.mark.parametrize("allowed_count", [40, 4500], ids=["small-set", "large-set"])
-    def test_equals_brute_force_restricted_to_the_allowed_set(
-        self, index: VectorIndex, allowed_count: int
+    def _check(
+        self, index: VectorIndex, allowed_rows: npt.NDArray[np.int64], allowed: object
     ) -> None:
-        rows = np.random.default_rng(5).choice(self.ids.size, allowed_count, replace=False)
-        allowed = set(self.ids[rows].tolist())
-        _, expected = _brute_force(self.vectors[rows], self.ids[rows], self.queries, 10)
-        _, found = index.search(self.queries, 10, allowed_ids=allowed)
-        assert set(found.ravel().tolist()) <= allowed
+        _, expected = _brute_force(
+            self.vectors[allowed_rows], self.ids[allowed_rows], self.queries, 10
+        )
+        _, found = index.search(self.queries, 10, allowed_ids=allowed)  # type: ignore[arg-type]
+        assert set(found.ravel().tolist()) <= set(self.ids[allowed_rows].tolist()) | {-1}
         if index.kind == "flat":
             assert found.tolist() == expected.tolist()
         else:
             assert _recall(found, expected) >= 0.95
 
+    @pytest.mark.parametrize("allowed_count", [40, 4500])
+    def test_equals_brute_force_restricted_to_the_allowed_set(
+        self, index: VectorIndex, path: str, allowed_count: int
+    ) -> None:
+        rows = np.random.default_rng(5).choice(self.ids.size, allowed_count, replace=False)
+        self._check(index, rows, set(self.ids[rows].tolist()))
+
     @pytest.mark.parametrize("allowed_count", [10, 12, 4500])
     def test_returns_k_results_when_k_allowed_ids_exist(
-        self, index: VectorIndex, allowed_count: int
+        self, index: VectorIndex, path: str, allowed_count: int
     ) -> None:
         _, found = index.search(self.queries, 10, allowed_ids=self.ids[-allowed_count:])
         assert (found >= 0).all()
         assert all(len(set(row.tolist())) == 10 for row in found)
 
+    def test_finds_the_few_stored_ids_among_many_unknown_ones(
+        self, index: VectorIndex, path: str
+    ) -> None:
+        rows = np.arange(12)
+        allowed = np.concatenate([self.ids[rows], np.arange(3000) + 10**9])
+        self._check(index, rows, allowed)
+
+    def test_ignores_repeated_allowed_ids(self, index: VectorIndex, path: str) -> None:
+        rows = np.arange(30)
+        self._check(index, rows, np.concatenate([self.ids[rows]] * 3))
+
     @pytest.mark.parametrize("kind", KINDS)
-    def test_filters_ids_too_sparse_for_a_bitmap(self, kind: IndexKind) -> None:
+    def test_filters_ids_too_sparse_for_a_bitmap(self, kind: IndexKind, path: str) -> None:
         # Ids near 10**12 take the hash-set selector instead of a bitmap over all possible ids.
-        vectors, ids = self.vectors[:5000], self.ids[:5000] + 10**12
+        vectors, ids = self.vectors[:3000], self.ids[:3000] + 10**12
         index = _index(kind, vectors, ids)
-        rows = np.arange(0, 5000, 1)[:4500]
+        rows = np.arange(2000)
         _, expected = _brute_force(vectors[rows], ids[rows], self.queries, 10)
         _, found = index.search(self.queries, 10, allowed_ids=ids[rows])
         if kind == "flat":
