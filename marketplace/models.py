@@ -1,16 +1,18 @@
 """Storage truth: SQLModel tables only. Never returned from an endpoint (see `schemas/`)."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
+from schemas.agreements import AgreementStatus, AgreementType
 from schemas.listings import ListingKind, ListingStatus, Sector, Visibility
 from schemas.members import Role
 from schemas.organizations import OrganizationKind
+from schemas.webhooks import DeliveryStatus
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -136,3 +138,188 @@ class Listing(SQLModel, table=True):
     version: int = 1
 
     organization: Organization = Relationship(sa_relationship_kwargs={"lazy": "joined"})
+
+
+class Agreement(SQLModel, table=True):
+    """A negotiation between party organizations; `version` is its ETag (compare-and-set).
+
+    The current terms' hash and dates are copied here from `agreement_terms` so deadlines can be
+    found by query; terms versions themselves never change.
+    """
+
+    __tablename__ = "agreements"
+    __table_args__ = (
+        UniqueConstraint("id"),
+        Index("ix_agreements_status_respond_by", "status", "respond_by"),
+    )
+
+    row_id: int | None = Field(default=None, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: AgreementType = Field(sa_type=String(32))
+    title: str = Field(max_length=200)
+    status: AgreementStatus = Field(sa_type=String(16))
+    status_reason: str | None = Field(default=None, max_length=2000)
+    proposer_organization_id: uuid.UUID = Field(foreign_key="organizations.id", index=True)
+    terms_version: int = 1
+    terms_hash: str = Field(max_length=64)
+    respond_by: datetime = Field(sa_type=UTCDateTime)
+    start_date: date
+    end_date: date
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+    parties: list["AgreementParty"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "order_by": "AgreementParty.position"}
+    )
+    signatures: list["AgreementSignature"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin"}
+    )
+
+
+class AgreementParty(SQLModel, table=True):
+    """An organization in an agreement and the listings (its own) it brings."""
+
+    __tablename__ = "agreement_parties"
+
+    agreement_id: uuid.UUID = Field(
+        foreign_key="agreements.id", primary_key=True, ondelete="CASCADE"
+    )
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id", primary_key=True, index=True)
+    position: int
+    listing_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    completion_confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    organization: Organization = Relationship(sa_relationship_kwargs={"lazy": "joined"})
+
+
+class AgreementTerms(SQLModel, table=True):
+    """One immutable terms version; `hash` is the SHA-256 of the canonical JSON of `terms`.
+
+    Member ids here and below are kept without foreign keys: the record outlives a member.
+    """
+
+    __tablename__ = "agreement_terms"
+
+    agreement_id: uuid.UUID = Field(
+        foreign_key="agreements.id", primary_key=True, ondelete="CASCADE"
+    )
+    version: int = Field(primary_key=True)
+    terms: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    hash: str = Field(max_length=64)
+    author_organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    author_member_id: uuid.UUID
+    created_at: datetime = _timestamp()
+
+
+class AgreementSignature(SQLModel, table=True):
+    """A party's signature of one terms version; a counter-proposal voids the earlier ones."""
+
+    __tablename__ = "agreement_signatures"
+    __table_args__ = (UniqueConstraint("agreement_id", "organization_id", "terms_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    agreement_id: uuid.UUID = Field(foreign_key="agreements.id", index=True, ondelete="CASCADE")
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    member_id: uuid.UUID
+    terms_version: int
+    terms_hash: str = Field(max_length=64)
+    signed_at: datetime = _timestamp()
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class EventChain(SQLModel, table=True):
+    """The head of one subject's hash chain; appends update it, which serialises them."""
+
+    __tablename__ = "event_chains"
+
+    subject_type: str = Field(max_length=32, primary_key=True)
+    subject_id: uuid.UUID = Field(primary_key=True)
+    length: int = 0
+    head_hash: str = Field(max_length=64)
+
+
+class Event(SQLModel, table=True):
+    """An append-only audit event; `hash` covers its fields and the previous event's hash."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("subject_type", "subject_id", "sequence"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    subject_type: str = Field(max_length=32)
+    subject_id: uuid.UUID
+    sequence: int
+    type: str = Field(max_length=64)
+    actor_member_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    terms_hash: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = _timestamp()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """Where an organization wants events delivered; the secret signs every delivery."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (UniqueConstraint("id"),)
+
+    row_id: int | None = Field(default=None, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    organization_id: uuid.UUID = Field(
+        foreign_key="organizations.id", index=True, ondelete="CASCADE"
+    )
+    url: str = Field(max_length=2083)
+    description: str = Field(default="", max_length=2000)
+    secret: str = Field(max_length=100)
+    event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    enabled: bool = True
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one row per (event, endpoint), written in the event's own transaction.
+
+    A dispatcher claims a due row (`claim_token`, leased until `claimed_until`), sends it, and
+    records the outcome only if its claim still holds.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    row_id: int | None = Field(default=None, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    endpoint_id: uuid.UUID = Field(
+        foreign_key="webhook_endpoints.id", index=True, ondelete="CASCADE"
+    )
+    event_id: uuid.UUID = Field(foreign_key="events.id", index=True)
+    status: DeliveryStatus = Field(sa_type=String(16))
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claim_token: uuid.UUID | None = None
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=1000)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _timestamp()
+
+    event: Event = Relationship(sa_relationship_kwargs={"lazy": "joined"})
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first response to a creating POST, replayed when the same key comes again."""
+
+    __tablename__ = "idempotency_keys"
+
+    member_id: uuid.UUID = Field(foreign_key="members.id", primary_key=True, ondelete="CASCADE")
+    key: str = Field(max_length=255, primary_key=True)
+    fingerprint: str = Field(max_length=64)
+    response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _timestamp()
