@@ -8,10 +8,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from marketplace import db
-from marketplace.api import auth, listings, me, members, organizations
+from marketplace.api import agreements, auth, listings, me, members, organizations, webhooks
 from marketplace.body_limit import BodySizeLimit
 from marketplace.errors import install_error_handlers, problem_response
 from marketplace.settings import Settings
+from marketplace.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "at the latest migration. Run `marketplace db upgrade` first."
                 )
             app.state.engine = engine
-            yield
+            worker = BackgroundWorker(engine, settings)
+            if settings.worker_interval_seconds > 0:
+                worker.start()
+            try:
+                yield
+            finally:
+                worker.stop()
         finally:
             engine.dispose()
 
@@ -54,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return problem_response(500, "internal_error", "An unexpected error occurred.")
 
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, me, organizations, members, listings):
+    for module in (auth, me, organizations, members, listings, agreements, webhooks):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

@@ -80,7 +80,7 @@ def _parse_if_match(if_match: str | None) -> int | None:
 
 
 def required_if_match(
-    if_match: Annotated[str | None, Header(description="The listing's ETag.")] = None,
+    if_match: Annotated[str | None, Header(description="The ETag you last read.")] = None,
 ) -> int | None:
     if if_match is None:
         raise PreconditionRequired(
@@ -90,10 +90,21 @@ def required_if_match(
 
 
 def optional_if_match(
-    if_match: Annotated[str | None, Header(description="The listing's ETag.")] = None,
+    if_match: Annotated[str | None, Header(description="The ETag you last read.")] = None,
 ) -> int | None:
     return _parse_if_match(if_match)
 
 
 RequiredVersion = Annotated[int | None, Depends(required_if_match)]
 OptionalVersion = Annotated[int | None, Depends(optional_if_match)]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique printable string; a retry with the same key gets the first "
+        "response instead of creating again.",
+    ),
+]

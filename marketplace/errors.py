@@ -6,6 +6,7 @@ DomainError
 ├── Forbidden (403)             signed in, but the role does not allow the action
 ├── NotFound (404)              absent, or not visible to the caller
 ├── Conflict (409)              duplicate or illegal state change
+│   └── IllegalTransition       a state machine refused the action; names the allowed ones
 ├── PreconditionFailed (412)    stale If-Match
 ├── PreconditionRequired (428)  If-Match missing where required
 ├── PayloadTooLarge (413)
@@ -66,6 +67,17 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status, code = 409, "conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+    def __init__(self, detail: str, *, allowed: Sequence[str]) -> None:
+        listed = ", ".join(allowed) or "none"
+        super().__init__(
+            f"{detail} Allowed now: {listed}.",
+            errors=[FieldError(field="body.action", message=f"allowed now: {listed}")],
+        )
 
 
 class PreconditionFailed(DomainError):

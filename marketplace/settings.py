@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +18,16 @@ class Settings(BaseSettings):
     sign_in_max_attempts_per_client: int = 30
     sign_up_max_per_client: int = 20
     trust_forwarded_for: bool = False
+    agreement_respond_by_days: int = Field(default=14, ge=1, le=365)
+    # The background worker (deadline sweep, webhook dispatcher) runs this often; 0 turns it off.
+    worker_interval_seconds: float = Field(default=2.0, ge=0)
+    webhook_allow_private_addresses: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_seconds: float = Field(default=5.0, ge=0)
+    webhook_retry_factor: float = Field(default=4.0, ge=1)
+    # A claimed delivery is left alone this long; longer than a send can take.
+    webhook_claim_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

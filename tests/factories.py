@@ -299,13 +299,15 @@ def propose(client: TestClient, proposer: Actor, body: dict[str, Any]) -> dict[s
 def act(
     client: TestClient, actor: Actor, agreement: dict[str, Any], action: str, **fields: Any
 ) -> httpx.Response:
-    """POST a transition with the agreement's ETag; signing names the current terms version."""
+    """POST a transition with the agreement's ETag (`*` for a version of "*", which matches any);
+    signing names the current terms version."""
     if action == "sign":
         fields.setdefault("terms_version", agreement["terms_version"])
+    version = agreement["version"]
     return client.post(
         f"/api/v1/agreements/{agreement['id']}/transitions",
         json={"action": action, **fields},
-        headers={**actor.headers, "If-Match": f'"{agreement["version"]}"'},
+        headers={**actor.headers, "If-Match": "*" if version == "*" else f'"{version}"'},
     )
 
 

@@ -1,0 +1,176 @@
+"""The event chain: hash links per subject, atomic with its outbox rows, serialised appends."""
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, col, select
+
+from marketplace.models import Event, EventChain, Member, WebhookDelivery
+from marketplace.services import events, members, organizations, webhooks
+from schemas.events import EventType, SubjectType
+from schemas.members import MemberCreate, Role
+from schemas.organizations import OrganizationFields
+from schemas.webhooks import WebhookEndpointCreate
+from tests.factories import PASSWORD, cheap_password_hashing
+
+AGREEMENT = SubjectType.AGREEMENT
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_password_hashing(monkeypatch)
+
+
+@pytest.fixture
+def owner(engine: Engine) -> Member:
+    """An organization's owner, with an endpoint subscribed to two event types."""
+    with Session(engine, expire_on_commit=False) as session:
+        organization = organizations.create(
+            session, fields=OrganizationFields(name="Chain Test Lab", kind="company", country="CN")
+        )
+        member = members.create(
+            session,
+            organization_id=organization.id,
+            data=MemberCreate(
+                email=f"{uuid.uuid4().hex[:8]}@example.org",
+                display_name="Owner",
+                password=PASSWORD,
+                role=Role.OWNER,
+            ),
+        )
+        webhooks.create(
+            session,
+            actor=member,
+            data=WebhookEndpointCreate(
+                url="http://127.0.0.1:9/hooks",  # type: ignore[arg-type]
+                event_types=[EventType.AGREEMENT_COMMENTED, EventType.LISTING_PUBLISHED],
+            ),
+            allow_private=True,
+        )
+    return member
+
+
+def append(session: Session, subject_id: uuid.UUID, owner: Member, n: int = 0) -> Event:
+    return events.append(
+        session,
+        subject_type=AGREEMENT,
+        subject_id=subject_id,
+        type=EventType.AGREEMENT_COMMENTED,
+        audience=[owner.organization_id],
+        actor=owner,
+        data={"body": f"comment {n}"},
+    )
+
+
+def chain(engine: Engine, subject_id: uuid.UUID) -> list[Event]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(Event).where(Event.subject_id == subject_id).order_by(col(Event.sequence))
+            )
+        )
+
+
+def rows(engine: Engine, table: type[object]) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+
+class TestAppend:
+    def test_events_link_by_hash_from_a_zero_genesis(self, engine: Engine, owner: Member) -> None:
+        subject = uuid.uuid4()
+        with Session(engine) as session:
+            for n in range(3):
+                append(session, subject, owner, n)
+            session.commit()
+
+        stored = chain(engine, subject)
+
+        assert [e.sequence for e in stored] == [1, 2, 3]
+        assert stored[0].prev_hash == events.GENESIS_HASH
+        assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
+        assert all(events.event_hash(e) == e.hash for e in stored)
+        with Session(engine) as session:
+            assert events.verify_chain(session, subject_type=AGREEMENT, subject_id=subject) == (
+                3,
+                None,
+            )
+
+    def test_each_subject_has_its_own_chain(self, engine: Engine, owner: Member) -> None:
+        first, second = uuid.uuid4(), uuid.uuid4()
+        with Session(engine) as session:
+            for subject in (first, second, first, second, first):
+                append(session, subject, owner)
+            session.commit()
+
+        assert [e.sequence for e in chain(engine, first)] == [1, 2, 3]
+        assert [e.sequence for e in chain(engine, second)] == [1, 2]
+
+    def test_the_outbox_row_commits_with_its_event(self, engine: Engine, owner: Member) -> None:
+        subject = uuid.uuid4()
+        with Session(engine) as session:
+            event = append(session, subject, owner)
+            session.commit()
+            (delivery,) = session.exec(select(WebhookDelivery)).all()
+
+        assert delivery.event_id == event.id
+        assert delivery.status == "pending"
+        assert delivery.next_attempt_at == event.occurred_at
+
+    def test_a_rolled_back_append_leaves_no_trace(self, engine: Engine, owner: Member) -> None:
+        subject = uuid.uuid4()
+        with Session(engine) as session:
+            append(session, subject, owner)
+            session.rollback()
+
+        assert rows(engine, Event) == rows(engine, EventChain) == rows(engine, WebhookDelivery) == 0
+
+    def test_a_reordered_chain_fails_verification(self, engine: Engine, owner: Member) -> None:
+        subject = uuid.uuid4()
+        with Session(engine) as session:
+            for n in range(3):
+                append(session, subject, owner, n)
+            session.commit()
+        first, second = (e.id for e in chain(engine, subject)[:2])
+        with engine.begin() as connection:  # swap the first two events' places
+            for event_id, sequence in ((first, 100), (second, 1), (first, 2)):
+                connection.execute(
+                    update(Event).where(col(Event.id) == event_id).values(sequence=sequence)
+                )
+
+        with Session(engine) as session:
+            _, broken = events.verify_chain(session, subject_type=AGREEMENT, subject_id=subject)
+
+        assert broken is not None
+        assert broken.sequence == 1
+
+    @pytest.mark.parametrize(
+        "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+    )
+    def test_concurrent_appends_to_one_chain_stay_contiguous(
+        self, engine: Engine, owner: Member
+    ) -> None:
+        subject = uuid.uuid4()
+        barrier = threading.Barrier(6)
+
+        def writer() -> None:
+            barrier.wait()
+            for n in range(5):
+                with Session(engine) as session:
+                    append(session, subject, owner, n)
+                    session.commit()
+
+        threads = [threading.Thread(target=writer) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert [e.sequence for e in chain(engine, subject)] == list(range(1, 31))
+        with Session(engine) as session:
+            assert events.verify_chain(session, subject_type=AGREEMENT, subject_id=subject) == (
+                30,
+                None,
+            )
