@@ -95,8 +95,10 @@ class VectorIndex:
         hnsw_m: HNSW graph degree (more: better recall, more memory, slower build).
         ef_construction: HNSW candidate list size while building.
         ef_search: HNSW candidate list size while searching (more: better recall, slower).
-        max_dead_fraction: HNSW only: rebuild the graph when this fraction of its slots are
-            tombstones.
+        max_dead_fraction: HNSW only: rebuild the graph, inside the write that crosses it, when
+            this fraction of its slots are tombstones. A rebuild costs as much as the first build
+            (minutes at a million vectors); to keep it off a request path, pass 1.0 and call
+            `compact()` (or rebuild from the database) in the background.
         metadata: free-form strings kept with the index through save and load (for example the
             model name and the change sequence the index reflects).
     """
