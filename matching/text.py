@@ -16,8 +16,13 @@ from types import ModuleType
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[^\W_]+")
-# The sentence ends of English and Chinese, and paragraph breaks.
-_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s+|(?<=[。！？；])|\n\s*\n")
+# Sentence ends: English punctuation before a space, Chinese punctuation anywhere.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# Markdown: headings and list markers start a new paragraph; bold and code marks are dropped.
+_HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s.*)?$", re.MULTILINE)
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+", re.MULTILINE)
+_MARKS = re.compile(r"\*\*|__|`")
 
 _ENGLISH_STOP_WORDS = """
 a an the of for to in on and or with by is are be was were been being we i you he she they our your
@@ -109,13 +114,36 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split a text into sentences (English or Chinese punctuation, or blank lines).
+def cjk_share(text: str) -> float:
+    """The share of CJK characters among a text's letters and digits.
 
     Args:
-        text: the text to split.
+        text: any text.
 
     Returns:
-        The non-empty sentences, stripped, in order.
+        A value in [0, 1]; 0 for a text without letters.
     """
-    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+    characters = [c for c in text if c.isalnum()]
+    if not characters:
+        return 0.0
+    return sum(bool(_CJK_RUN.match(c)) for c in characters) / len(characters)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a plain or Markdown text into sentences.
+
+    Headings are dropped, each list item and paragraph is split on its own, wrapped lines are
+    joined, and bold and code marks are removed.
+
+    Args:
+        text: the text to split (English, Chinese or mixed).
+
+    Returns:
+        The non-empty sentences, whitespace collapsed, in order.
+    """
+    text = _MARKS.sub("", _LIST_MARKER.sub("\n\n", _HEADING.sub("\n\n", text)))
+    sentences = []
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        joined = " ".join(paragraph.split())
+        sentences += [part.strip() for part in _SENTENCE_END.split(joined) if part.strip()]
+    return sentences

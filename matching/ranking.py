@@ -1,0 +1,532 @@
+"""The matcher: listings in, ranked and explained counterparts out.
+
+A query (a listing or free text) is answered in five steps:
+
+1. retrieve candidates from the vector index (dense) and the BM25 index (lexical), each restricted
+   to the requested kinds and allowed ids;
+2. score every candidate by both retrievers, then keep one score (dense, lexical) or fuse the two
+   (hybrid: a weighted blend of the cosine and of BM25 relative to the query's best hit);
+3. hybrid only: move each candidate's score towards the best scores among the candidates that
+   share a task with it. Which task a need asks for is judged better from several candidates than
+   from one, and models of the right task are what a need is looking for;
+4. check the constraints between the query listing and each candidate, drop hard failures when
+   strict, and blend in the constraint score;
+5. explain the survivors: matched terms, the counterpart's sentence closest to the query, checks.
+
+The settings were chosen by a coarse sweep on the development bench (benchmarks/quality.py), where
+they sit on a plateau: blend weights 0.8-0.9 and facet weights 2-5 score within 0.01 nDCG@10.
+"""
+
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from matching.constraints import Check, check_pair, constraint_score, fails_hard
+from matching.documents import facets, lexical_text, semantic_text
+from matching.embedding import Embedder
+from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
+from matching.index import IndexKind, VectorIndex
+from matching.lexical import LexicalIndex
+from matching.text import cjk_share, split_sentences
+
+Method = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["blend", "rrf"]
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class RankingSettings:
+    """The few parameters of ranking, chosen by a coarse sweep on the development bench.
+
+    Attributes:
+        candidates: how many candidates each retriever contributes.
+        fusion: "blend" adds the weighted cosine and relative BM25 scores; "rrf" adds weighted
+            reciprocal ranks, 1 / (rrf_k + rank), scaled to [0, 1].
+        dense_weight: the weight of the dense side in the fusion; the lexical side gets the rest.
+        cjk_dense_weight: the dense weight for queries written mostly in Chinese (or other CJK
+            scripts). The default model was trained on English: on Chinese text its similarities
+            follow shared characters more than meaning, while the jieba-segmented BM25 is sound.
+        rrf_k: the rank offset of reciprocal-rank fusion.
+        facet_weight: how far a hybrid score moves towards the best scores of its facet.
+        facet_depth: how many of a facet's best candidates make its score.
+        constraint_weight: the share of the total score that comes from the constraints.
+    """
+
+    candidates: int = 100
+    fusion: Fusion = "blend"
+    dense_weight: float = 0.85
+    cjk_dense_weight: float = 0.5
+    rrf_k: int = 60
+    facet_weight: float = 3.0
+    facet_depth: int = 3
+    constraint_weight: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreComponents:
+    """The parts of a match's score.
+
+    Attributes:
+        semantic: the cosine similarity of the embeddings.
+        lexical: the BM25 score relative to the best BM25 hit among the candidates (0 when no
+            term matched).
+        relevance: the retrieval score of the method (hybrid: fused and smoothed by task).
+        constraints: the constraint score, in [0, 1] (0.5 when nothing could be checked).
+
+    The total is (1 - constraint_weight) * relevance + constraint_weight * constraints.
+    """
+
+    semantic: float
+    lexical: float
+    relevance: float
+    constraints: float
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A counterpart found for a query, with why it was found.
+
+    Attributes:
+        id: the counterpart's id.
+        kind: its kind.
+        score: the total score the results are ordered by.
+        components: the scores it is made of.
+        matched_terms: query tokens the counterpart's text contains.
+        evidence: the counterpart's sentence closest to the query ("" when not explained).
+        checks: every constraint checked between the query listing and the counterpart.
+    """
+
+    id: int
+    kind: Kind
+    score: float
+    components: ScoreComponents
+    matched_terms: tuple[str, ...]
+    evidence: str
+    checks: tuple[Check, ...]
+
+
+@dataclass(slots=True)
+class _Candidate:
+    id: int
+    semantic: float
+    lexical: float
+    matched_terms: tuple[str, ...]
+    relevance: float = 0.0
+
+
+class Matcher:
+    """Holds the listings of a marketplace and matches them.
+
+    Safe to share between threads: writes and the index reads of a query take one lock; the
+    embedding of queries and evidence sentences runs outside it.
+
+    Args:
+        embedder: turns texts into vectors.
+        index: the vector index to use; a new one of index_kind when None.
+        settings: ranking parameters.
+        index_kind: the kind of a new vector index ("flat" exact, "hnsw" approximate).
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: VectorIndex | None = None,
+        *,
+        settings: RankingSettings | None = None,
+        index_kind: IndexKind = "flat",
+    ) -> None:
+        self.embedder = embedder
+        self.index = (
+            index if index is not None else VectorIndex(embedder.dimension, kind=index_kind)
+        )
+        self.settings = settings or RankingSettings()
+        self.lexical = LexicalIndex()
+        self._facts: dict[int, ListingFacts] = {}
+        self._ids_by_kind: dict[Kind, set[int]] = defaultdict(set)
+        self._evidence = _EvidenceFinder(embedder)
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+    def __contains__(self, listing_id: object) -> bool:
+        return listing_id in self._facts
+
+    def facts(self, listing_id: int) -> ListingFacts | None:
+        """The facts held for a listing.
+
+        Args:
+            listing_id: the listing's id.
+
+        Returns:
+            Its facts, or None when it is not held.
+        """
+        return self._facts.get(listing_id)
+
+    def embed(self, listings: Sequence[ListingFacts]) -> Vector:
+        """Embed listings the way the matcher indexes them (store these with the listing).
+
+        Args:
+            listings: the listings.
+
+        Returns:
+            An (n, dimension) float32 array of unit rows.
+        """
+        return self.embedder.encode([semantic_text(listing) for listing in listings], bulk=True)
+
+    def upsert(self, facts: ListingFacts, vector: npt.ArrayLike | None = None) -> None:
+        """Add or replace one listing.
+
+        Args:
+            facts: the listing.
+            vector: its stored embedding (from `embed`, same model); computed when None.
+        """
+        vectors = None if vector is None else np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        self.upsert_many([facts], vectors)
+
+    def upsert_many(
+        self, listings: Sequence[ListingFacts], vectors: npt.ArrayLike | None = None
+    ) -> None:
+        """Add or replace listings in one batch (embedding them together is much faster).
+
+        Args:
+            listings: the listings, with distinct ids.
+            vectors: their stored embeddings, one row each; computed when None.
+
+        Raises:
+            ValueError: the vectors do not fit the listings or the embedder.
+        """
+        if not listings:
+            return
+        matrix = self.embed(listings) if vectors is None else np.asarray(vectors, np.float32)
+        if matrix.shape != (len(listings), self.embedder.dimension):
+            raise ValueError(f"expected {len(listings)} vectors, got shape {matrix.shape}")
+        ids = [listing.id for listing in listings]
+        texts = [lexical_text(listing) for listing in listings]
+        with self._lock:
+            self._forget(ids)
+            self.index.upsert(ids, matrix)
+            self.lexical.upsert(ids, texts)
+            for listing in listings:
+                self._facts[listing.id] = listing
+                self._ids_by_kind[listing.kind].add(listing.id)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Drop listings; unknown ids are ignored.
+
+        Args:
+            ids: the listings' ids.
+        """
+        with self._lock:
+            held = [i for i in ids if i in self._facts]
+            self._forget(held)
+            self.index.remove(held)
+            self.lexical.remove(held)
+
+    def match(
+        self,
+        listing: ListingFacts,
+        *,
+        kinds: Collection[Kind] | None = None,
+        limit: int = 10,
+        strict: bool = False,
+        min_score: float = 0.0,
+        allowed_ids: Collection[int] | None = None,
+        method: Method = "hybrid",
+        vector: npt.ArrayLike | None = None,
+        explain: bool = True,
+    ) -> list[Match]:
+        """Find counterparts for a listing.
+
+        Args:
+            listing: the listing to match (held by the matcher or not; never matched to itself).
+            kinds: the kinds to return; the other side's kinds when None.
+            limit: the most matches to return.
+            strict: drop counterparts that fail a hard constraint (fewer than limit may remain:
+                the candidates are the best `settings.candidates` of each retriever).
+            min_score: drop matches whose total score is below this.
+            allowed_ids: when given, only these ids may be returned (e.g. what the caller may see).
+            method: "dense", "lexical" or "hybrid".
+            vector: the listing's stored embedding (from `embed`); computed when None.
+            explain: find evidence sentences (embeds the sentences of new counterparts).
+
+        Returns:
+            Up to limit matches, best first.
+        """
+        query_vector = (
+            self.embed([listing])[0] if vector is None else np.asarray(vector, dtype=np.float32)
+        )
+        return self._rank(
+            lexical_text(listing),
+            query_vector.reshape(-1),
+            listing=listing,
+            kinds=counterpart_kinds(listing.kind) if kinds is None else kinds,
+            limit=limit,
+            strict=strict,
+            min_score=min_score,
+            allowed_ids=allowed_ids,
+            method=method,
+            explain=explain,
+        )
+
+    def search(
+        self,
+        text: str,
+        *,
+        kinds: Collection[Kind] | None = None,
+        allowed_ids: Collection[int] | None = None,
+        limit: int = 10,
+        method: Method = "hybrid",
+        min_score: float = 0.0,
+        explain: bool = True,
+    ) -> list[Match]:
+        """Find listings for free text (English or Chinese).
+
+        Args:
+            text: what to look for.
+            kinds: the kinds to return; all when None.
+            allowed_ids: when given, only these ids may be returned.
+            limit: the most matches to return.
+            method: "dense", "lexical" or "hybrid".
+            min_score: drop matches whose total score is below this.
+            explain: find evidence sentences.
+
+        Returns:
+            Up to limit matches, best first; no constraints apply to free text.
+        """
+        return self._rank(
+            text,
+            self.embedder.encode([text])[0],
+            listing=None,
+            kinds=KINDS if kinds is None else kinds,
+            limit=limit,
+            strict=False,
+            min_score=min_score,
+            allowed_ids=allowed_ids,
+            method=method,
+            explain=explain,
+        )
+
+    # -- ranking ------------------------------------------------------------------------------
+
+    def _rank(
+        self,
+        text: str,
+        query_vector: Vector,
+        *,
+        listing: ListingFacts | None,
+        kinds: Collection[Kind],
+        limit: int,
+        strict: bool,
+        min_score: float,
+        allowed_ids: Collection[int] | None,
+        method: Method,
+        explain: bool,
+    ) -> list[Match]:
+        if method not in ("dense", "lexical", "hybrid"):
+            raise ValueError(f"unknown method {method!r}")
+        weight = self.settings.constraint_weight
+        scored: list[tuple[float, _Candidate, ListingFacts, tuple[Check, ...]]] = []
+        with self._lock:
+            allowed = self._allowed(kinds, allowed_ids, listing.id if listing else None)
+            if limit <= 0 or (allowed is not None and not allowed):
+                return []
+            candidates = self._candidates(text, query_vector, allowed, method)
+            for candidate in candidates:
+                counterpart = self._facts[candidate.id]
+                checks = check_pair(listing, counterpart) if listing is not None else ()
+                if strict and fails_hard(checks):
+                    continue
+                total = (1 - weight) * candidate.relevance + weight * constraint_score(checks)
+                if total >= min_score:
+                    scored.append((total, candidate, counterpart, checks))
+        scored.sort(key=lambda item: (-item[0], item[1].id))
+        top = scored[:limit]
+        counterparts = [counterpart for _, _, counterpart, _ in top]
+        evidence = (
+            self._evidence.closest(counterparts, query_vector) if explain else [""] * len(top)
+        )
+        return [
+            Match(
+                id=candidate.id,
+                kind=counterpart.kind,
+                score=total,
+                components=ScoreComponents(
+                    semantic=candidate.semantic,
+                    lexical=candidate.lexical,
+                    relevance=candidate.relevance,
+                    constraints=constraint_score(checks),
+                ),
+                matched_terms=candidate.matched_terms,
+                evidence=snippet,
+                checks=checks,
+            )
+            for (total, candidate, counterpart, checks), snippet in zip(top, evidence, strict=True)
+        ]
+
+    def _allowed(
+        self, kinds: Collection[Kind], allowed_ids: Collection[int] | None, exclude: int | None
+    ) -> set[int] | None:
+        """The ids a query may return, or None when that is every held id."""
+        wanted = set(kinds) & set(self._ids_by_kind)
+        if allowed_ids is None and exclude not in self._facts and wanted == set(self._ids_by_kind):
+            return None
+        ids: set[int] = set().union(*(self._ids_by_kind[kind] for kind in wanted))
+        if allowed_ids is not None:
+            ids.intersection_update(allowed_ids)
+        if exclude is not None:
+            ids.discard(exclude)
+        return ids
+
+    def _dense(self, vector: Vector, k: int, allowed: Collection[int] | None) -> dict[int, float]:
+        scores, ids = self.index.search(vector, max(k, 1), allowed_ids=allowed)
+        return {int(i): float(s) for s, i in zip(scores, ids, strict=True) if i >= 0}
+
+    def _candidates(
+        self, text: str, query_vector: Vector, allowed: set[int] | None, method: Method
+    ) -> list[_Candidate]:
+        """Retrieve candidates, give each both retrievers' scores, and set their relevance."""
+        depth = self.settings.candidates
+        semantic = self._dense(query_vector, depth, allowed) if method != "lexical" else {}
+        hits = (
+            {hit.id: hit for hit in self.lexical.search(text, depth, allowed_ids=allowed)}
+            if method != "dense"
+            else {}
+        )
+        ids = set(semantic) | set(hits)
+        # Fusion and explanations need both scores of every candidate, not only the retriever's
+        # that found it.
+        unscored = ids - semantic.keys()
+        if unscored:
+            semantic.update(self._dense(query_vector, len(unscored), unscored))
+        unmatched = ids - hits.keys()
+        if unmatched:
+            found = self.lexical.search(text, len(unmatched), allowed_ids=unmatched)
+            hits.update((hit.id, hit) for hit in found)
+        best = max((hit.score for hit in hits.values()), default=0.0)
+        candidates = [
+            _Candidate(
+                id=listing_id,
+                semantic=semantic.get(listing_id, 0.0),
+                lexical=hits[listing_id].score / best if listing_id in hits else 0.0,
+                matched_terms=hits[listing_id].matched_terms if listing_id in hits else (),
+            )
+            for listing_id in sorted(ids)
+        ]
+        self._set_relevance(candidates, method, cjk_share(text) >= 0.5)
+        return candidates
+
+    def _set_relevance(self, candidates: list[_Candidate], method: Method, cjk: bool) -> None:
+        settings = self.settings
+        fused_weight = settings.cjk_dense_weight if cjk else settings.dense_weight
+        if method == "hybrid" and settings.fusion == "rrf":
+            _fuse_ranks(candidates, settings.rrf_k, fused_weight)
+        else:
+            weight = {"dense": 1.0, "lexical": 0.0, "hybrid": fused_weight}[method]
+            for candidate in candidates:
+                candidate.relevance = weight * candidate.semantic + (1 - weight) * candidate.lexical
+        if method == "hybrid":
+            self._smooth_by_facets(candidates)
+
+    def _smooth_by_facets(self, candidates: list[_Candidate]) -> None:
+        """Move each score towards the mean of the best `facet_depth` scores of its facet."""
+        weight, depth = self.settings.facet_weight, self.settings.facet_depth
+        if weight <= 0:
+            return
+        by_facet: dict[str, list[float]] = defaultdict(list)
+        own_facets = {c.id: facets(self._facts[c.id]) for c in candidates}
+        for candidate in candidates:
+            for facet in own_facets[candidate.id]:
+                by_facet[facet].append(candidate.relevance)
+        facet_score = {
+            facet: sum(sorted(scores, reverse=True)[:depth]) / depth
+            for facet, scores in by_facet.items()
+        }
+        for candidate in candidates:
+            pooled = max(
+                (facet_score[f] for f in own_facets[candidate.id]), default=candidate.relevance
+            )
+            candidate.relevance = (candidate.relevance + weight * pooled) / (1 + weight)
+
+    def _forget(self, ids: Iterable[int]) -> None:
+        for listing_id in ids:
+            old = self._facts.pop(listing_id, None)
+            if old is not None:
+                self._ids_by_kind[old.kind].discard(listing_id)
+                if not self._ids_by_kind[old.kind]:
+                    del self._ids_by_kind[old.kind]
+
+
+def _fuse_ranks(candidates: list[_Candidate], k: int, weight: float) -> None:
+    """Reciprocal-rank fusion, scaled so that first in both lists scores 1.
+
+    A candidate sharing no term with the query has no lexical rank.
+    """
+    by_semantic = sorted(candidates, key=lambda c: -c.semantic)
+    for rank, candidate in enumerate(by_semantic):
+        candidate.relevance = weight * (k + 1) / (k + 1 + rank)
+    by_lexical = sorted((c for c in candidates if c.lexical > 0), key=lambda c: -c.lexical)
+    for rank, candidate in enumerate(by_lexical):
+        candidate.relevance += (1 - weight) * (k + 1) / (k + 1 + rank)
+
+
+class _EvidenceFinder:
+    """Picks the sentence of a listing closest to a query, caching sentence embeddings.
+
+    The cache is keyed by the listing's text, so an edited listing is never explained by its old
+    sentences; it keeps the most recently used entries (about 18 kB each at 12 sentences).
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_sentences: int = 12,
+        max_chars: int = 300,
+        cache_size: int = 4096,
+    ) -> None:
+        self._embedder = embedder
+        self._max_sentences = max_sentences
+        self._max_chars = max_chars
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, str, str], tuple[list[str], Vector]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def closest(self, listings: Sequence[ListingFacts], query_vector: Vector) -> list[str]:
+        """Each listing's sentence (summary or description) most similar to the query."""
+        keys = [(listing.id, listing.summary, listing.description) for listing in listings]
+        with self._lock:
+            entries = {key: self._cache.get(key) for key in keys}
+        missing = {
+            key: self._sentences(listing)
+            for key, listing in zip(keys, listings, strict=True)
+            if entries[key] is None
+        }
+        flat = [sentence for texts in missing.values() for sentence in texts]
+        vectors = self._embedder.encode(flat) if flat else np.zeros((0, 0), np.float32)
+        start = 0
+        for key, texts in missing.items():
+            entries[key] = (texts, vectors[start : start + len(texts)])
+            start += len(texts)
+        snippets = []
+        with self._lock:
+            for key in keys:
+                entry = entries[key]
+                assert entry is not None
+                texts, matrix = entry
+                snippets.append(texts[int(np.argmax(matrix @ query_vector))])
+                self._cache[key] = entry
+                self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return snippets
+
+    def _sentences(self, listing: ListingFacts) -> list[str]:
+        text = "\n\n".join(part for part in (listing.summary, listing.description) if part)
+        sentences = split_sentences(text) or [listing.title]
+        return [sentence[: self._max_chars] for sentence in sentences[: self._max_sentences]]

@@ -1,0 +1,251 @@
+"""The Matcher: retrieval, fusion, constraints and explanations.
+
+Pure ranking behaviour uses the hashing embedder; the real model only where meaning matters.
+"""
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from matching.embedding import Embedder
+from matching.facts import (
+    ComputeFacts,
+    DatasetFacts,
+    ListingFacts,
+    ModelFacts,
+    ScenarioFacts,
+)
+from matching.ranking import Matcher, RankingSettings
+from tests.matching.conftest import HashingEmbedder
+
+
+def _model(listing_id: int, text: str, task: str = "time_series_forecasting") -> ListingFacts:
+    return ListingFacts(
+        id=listing_id,
+        kind="model",
+        title=f"model {listing_id}",
+        description=text,
+        attributes=ModelFacts(tasks=(task,)),
+    )
+
+
+def _compute(listing_id: int, text: str, price: str = "2") -> ListingFacts:
+    return ListingFacts(
+        id=listing_id,
+        kind="compute",
+        title=f"compute {listing_id}",
+        description=text,
+        attributes=ComputeFacts(
+            price_per_gpu_hour=Decimal(price), currency="USD", gpu_hours_available=10_000.0
+        ),
+    )
+
+
+def _dataset(listing_id: int, text: str) -> ListingFacts:
+    return ListingFacts(
+        id=listing_id,
+        kind="dataset",
+        title=f"dataset {listing_id}",
+        description=text,
+        attributes=DatasetFacts(),
+    )
+
+
+_SCENARIO = ListingFacts(
+    id=100,
+    kind="scenario",
+    title="Forecast road traffic",
+    description="Forecast road traffic flow at city junctions from loop detector counts.",
+    attributes=ScenarioFacts(budget_max=Decimal("5000"), currency="USD", required_gpu_hours=1000.0),
+)
+
+
+def _matcher(listings: list[ListingFacts], embedder: Embedder | None = None) -> Matcher:
+    matcher = Matcher(embedder or HashingEmbedder())
+    matcher.upsert_many(listings)
+    return matcher
+
+
+def _catalogue() -> list[ListingFacts]:
+    return [
+        _model(1, "Forecasts road traffic flow at junctions from detector counts."),
+        _model(2, "Classifies hotline tickets by topic.", task="text_classification"),
+        _compute(3, "GPU cluster for training traffic forecasting models."),
+        _dataset(4, "Road traffic flow counts from loop detectors at city junctions."),
+    ]
+
+
+class TestMatcherWrites:
+    def test_upsert_holds_the_facts(self) -> None:
+        listings = _catalogue()
+        matcher = _matcher(listings)
+        assert len(matcher) == 4
+        assert 3 in matcher
+        assert matcher.facts(1) == listings[0]
+        assert matcher.facts(42) is None
+
+    def test_upsert_replaces_a_listing_in_both_retrievers(self) -> None:
+        matcher = _matcher(_catalogue())
+        matcher.upsert(_dataset(4, "Hospital admissions per day."))
+        assert [m.id for m in matcher.search("junctions", method="lexical")] == [1]
+        assert matcher.search("hospital admissions", limit=1, method="dense")[0].id == 4
+
+    def test_upsert_uses_the_given_vector(self) -> None:
+        matcher = _matcher(_catalogue())
+        vector = HashingEmbedder().encode(["sourdough bread recipes"])[0]
+        matcher.upsert(_model(1, "Forecasts road traffic."), vector)
+        assert matcher.search("sourdough bread recipes", limit=1, method="dense")[0].id == 1
+
+    def test_upsert_rejects_vectors_that_do_not_fit(self) -> None:
+        matcher = _matcher([])
+        with pytest.raises(ValueError, match="expected 2 vectors"):
+            matcher.upsert_many(_catalogue()[:2], np.zeros((1, 64), np.float32))
+
+    def test_remove_forgets_listings_everywhere(self) -> None:
+        matcher = _matcher(_catalogue())
+        matcher.remove([1, 99])
+        assert 1 not in matcher
+        for method in ("dense", "lexical", "hybrid"):
+            found = matcher.search("road traffic junctions", limit=10, method=method)
+            assert 1 not in {m.id for m in found}
+
+
+class TestMatcherMatch:
+    def test_returns_counterparts_from_the_other_side(self) -> None:
+        found = _matcher(_catalogue()).match(_SCENARIO)
+        assert {m.kind for m in found} == {"model", "compute"}
+        assert found[0].id == 1
+
+    def test_never_returns_the_listing_itself(self) -> None:
+        listings = _catalogue()
+        found = _matcher(listings).match(listings[0], kinds=["model"])
+        assert [m.id for m in found] == [2]
+
+    def test_kinds_choose_the_counterparts(self) -> None:
+        found = _matcher(_catalogue()).match(_SCENARIO, kinds=["dataset"])
+        assert [m.id for m in found] == [4]
+
+    def test_allowed_ids_restrict_the_counterparts(self) -> None:
+        found = _matcher(_catalogue()).match(_SCENARIO, allowed_ids={2, 3, 4})
+        assert {m.id for m in found} == {2, 3}
+
+    def test_strict_drops_counterparts_failing_a_hard_constraint(self) -> None:
+        text = "GPU cluster for traffic forecasting."
+        matcher = _matcher([_compute(3, text, price="2"), _compute(5, text, price="9")])
+        assert {m.id for m in matcher.match(_SCENARIO)} == {3, 5}
+        assert [m.id for m in matcher.match(_SCENARIO, strict=True)] == [3]
+
+    def test_failed_constraints_lower_the_score(self) -> None:
+        text = "GPU cluster for traffic forecasting."
+        matcher = _matcher([_compute(3, text, price="9"), _compute(5, text, price="2")])
+        cheap, dear = matcher.match(_SCENARIO)
+        assert (cheap.id, dear.id) == (5, 3)
+        assert cheap.components.relevance == pytest.approx(dear.components.relevance)
+        assert cheap.components.constraints > dear.components.constraints
+
+    def test_min_score_drops_weak_matches(self) -> None:
+        matcher = _matcher(_catalogue())
+        everything = matcher.match(_SCENARIO)
+        threshold = everything[0].score - 1e-6
+        assert [m.id for m in matcher.match(_SCENARIO, min_score=threshold)] == [1]
+
+    def test_limit_caps_the_matches(self) -> None:
+        assert len(_matcher(_catalogue()).match(_SCENARIO, limit=1)) == 1
+
+    def test_explains_each_match(self) -> None:
+        model = _model(1, "Built by a small team. Forecasts road traffic flow at junctions.")
+        match = _matcher([model]).match(_SCENARIO)[0]
+        assert match.evidence == "Forecasts road traffic flow at junctions."
+        assert {"road", "traffic", "flow", "junction"} <= set(match.matched_terms)
+        assert match.components.semantic > 0
+        assert match.components.lexical == pytest.approx(1.0)
+        assert [check.name for check in match.checks] == ["capabilities", "language"]
+
+    def test_explains_nothing_when_not_asked(self) -> None:
+        match = _matcher(_catalogue()).match(_SCENARIO, explain=False)[0]
+        assert match.evidence == ""
+        assert match.matched_terms
+
+    def test_uses_the_given_query_vector(self) -> None:
+        matcher = _matcher(_catalogue())
+        vector = HashingEmbedder().encode(["Classifies hotline tickets by topic."])[0]
+        found = matcher.match(_SCENARIO, vector=vector, method="dense", limit=1)
+        assert found[0].id == 2
+
+    def test_hybrid_ranks_models_of_the_task_the_best_candidates_share(self) -> None:
+        forecasting = "Forecasts road traffic flow"
+        listings = [
+            _model(1, f"{forecasting} at junctions from loop detector counts."),
+            _model(2, f"{forecasting} per hour."),
+            _model(3, f"{forecasting} for city planners."),
+            _model(4, "Detects road traffic flow at city junctions.", task="object_detection"),
+            _model(5, "Detects pedestrians in images.", task="object_detection"),
+        ]
+        plain = _matcher(listings)
+        plain.settings = RankingSettings(facet_weight=0)
+        smoothed = _matcher(listings)
+        before = [m.id for m in plain.match(_SCENARIO, kinds=["model"])]
+        after = [m.id for m in smoothed.match(_SCENARIO, kinds=["model"])]
+        assert before.index(4) < before.index(3)
+        assert set(after[:3]) == {1, 2, 3}
+
+    def test_rejects_an_unknown_method(self) -> None:
+        with pytest.raises(ValueError, match="unknown method 'sparse'"):
+            _matcher(_catalogue()).match(_SCENARIO, method="sparse")  # type: ignore[arg-type]
+
+    def test_returns_nothing_when_nothing_is_allowed(self) -> None:
+        assert _matcher(_catalogue()).match(_SCENARIO, allowed_ids=set()) == []
+
+
+class TestMatcherSearch:
+    def test_finds_a_chinese_listing_by_a_chinese_query(self) -> None:
+        chinese = ListingFacts(
+            id=7,
+            kind="dataset",
+            title="巢湖流域水质自动监测站时序数据",
+            summary="14 个水质自动站每 4 小时一次的监测值。",
+            description="可用于水质异常检测、总磷浓度预测、蓝藻水华预警等研究。",
+        )
+        matcher = _matcher([*_catalogue(), chinese])
+        found = matcher.search("水质监测数据", limit=3)
+        assert found[0].id == 7
+        assert {"水质", "监测"} <= set(found[0].matched_terms)
+
+    def test_returns_every_kind_by_default(self) -> None:
+        found = _matcher(_catalogue()).search("road traffic")
+        assert {m.kind for m in found} == {"model", "compute", "dataset"}
+
+    @pytest.mark.parametrize("method", ["dense", "lexical", "hybrid"])
+    def test_each_method_finds_the_listing_with_the_query_words(self, method: str) -> None:
+        found = _matcher(_catalogue()).search("hotline tickets topic", method=method)  # type: ignore[arg-type]
+        assert found[0].id == 2
+
+    def test_lexical_method_returns_only_listings_sharing_a_term(self) -> None:
+        found = _matcher(_catalogue()).search("hotline", method="lexical")
+        assert [m.id for m in found] == [2]
+
+    def test_checks_no_constraints_for_free_text(self) -> None:
+        match = _matcher(_catalogue()).search("road traffic")[0]
+        assert match.checks == ()
+        assert match.components.constraints == 0.5
+
+
+@pytest.mark.slow
+class TestMatcherWithTheRealModel:
+    def test_finds_a_counterpart_by_meaning_without_shared_words(self, embedder: Embedder) -> None:
+        listings = [
+            _dataset(1, "Photographs of skin lesions labelled by dermatologists."),
+            _dataset(2, "Hourly electricity consumption of office buildings."),
+        ]
+        found = _matcher(listings, embedder).search("melanoma images", method="hybrid")
+        assert found[0].id == 1
+
+    def test_evidence_is_the_sentence_closest_in_meaning(self, embedder: Embedder) -> None:
+        dataset = _dataset(
+            1,
+            "Collected between 2019 and 2023. Annual reports are published. "
+            "Counts of vehicles passing each junction, every five minutes.",
+        )
+        match = _matcher([dataset], embedder).match(_SCENARIO, kinds=["dataset"])[0]
+        assert match.evidence == "Counts of vehicles passing each junction, every five minutes."
