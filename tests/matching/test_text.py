@@ -4,7 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from matching.text import split_sentences, stem, tokenize
+import pytest
+
+from matching.text import cjk_share, split_sentences, stem, tokenize
 
 
 class TestTokenize:
@@ -49,8 +51,20 @@ class TestStem:
         assert [stem(w) for w in ("gas", "h100s", "bus")] == ["gas", "h100s", "bus"]
 
 
+class TestCjkShare:
+    def test_counts_cjk_characters_among_letters_and_digits(self) -> None:
+        assert cjk_share("水质 data") == pytest.approx(2 / 6)
+
+    def test_is_zero_without_letters(self) -> None:
+        assert cjk_share("!? …") == 0.0
+
+
 class TestSplitSentences:
     def test_splits_english_and_chinese_sentences(self) -> None:
         text = "Traffic counts. Hourly data!\n\n城市交通。每小时更新！"
         expected = ["Traffic counts.", "Hourly data!", "城市交通。", "每小时更新！"]
         assert split_sentences(text) == expected
+
+    def test_reads_markdown_headings_lists_and_wrapped_lines(self) -> None:
+        text = "## Scope\nWe offer:\n* **Hosted API** in\n  Beijing;\n1. `vLLM` images"
+        assert split_sentences(text) == ["We offer:", "Hosted API in Beijing;", "vLLM images"]
