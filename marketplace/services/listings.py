@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from marketplace.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from marketplace.models import Listing, Member, Organization, utc_now
+from marketplace.services import events
 from marketplace.services.pagination import decode_cursor, next_cursor
 from schemas.errors import FieldError
 from schemas.listings import (
@@ -63,6 +64,9 @@ def create(session: Session, *, actor: Member, data: ListingCreate) -> Listing:
         organization_id=actor.organization_id,
     )
     session.add(listing)
+    events.listing_status_changed(
+        session, listing=listing, actor=actor, before=None, after=listing.status
+    )
     session.commit()
     session.refresh(listing)
     return listing
@@ -191,6 +195,13 @@ def update(
         if listing.kind == ListingKind.SCENARIO:
             _check_linked_datasets(session, actor, changes["attributes"]["linked_dataset_ids"])
     values = {field: value for field, value in changes.items() if value is not None}
+    events.listing_status_changed(
+        session,
+        listing=listing,
+        actor=actor,
+        before=listing.status,
+        after=changes.get("status", listing.status),
+    )
     _compare_and_set(
         session,
         listing,

@@ -30,6 +30,7 @@ from tests.factories import (
     agreement_body,
     assert_problem,
     cheap_password_hashing,
+    create_listing,
     party,
     propose,
     sign_up,
@@ -420,6 +421,33 @@ class TestDelivery:
 
         assert dispatch(engine, settings) == 0
         assert deliveries(client, university.actor, endpoint) == []
+
+    def test_a_published_listing_raises_listing_published(
+        self,
+        engine: Engine,
+        settings: Settings,
+        client: TestClient,
+        university: Party,
+        hook: tuple[Receiver, str],
+    ) -> None:
+        endpoint = register(client, university.actor, hook[1], "listing.published")
+        draft = create_listing(client, university.actor, "dataset", status="draft")
+        published = create_listing(client, university.actor, "dataset")
+        client.patch(
+            f"/api/v1/listings/{draft['id']}",
+            json={"status": "published"},
+            headers={**university.actor.headers, "If-Match": f'"{draft["version"]}"'},
+        )
+
+        dispatch(engine, settings)
+
+        received = hook[0].wait_for(2)
+        assert [json.loads(r.body)["data"]["subject_id"] for r in received] == [
+            published["id"],
+            draft["id"],
+        ]
+        for request in received:
+            verify_standard_webhook(endpoint["secret"], request.headers, request.body)
 
 
 class TestRetries:

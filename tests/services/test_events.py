@@ -4,16 +4,18 @@ import threading
 import uuid
 
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from marketplace.models import Event, EventChain, Member, WebhookDelivery
-from marketplace.services import events, members, organizations, webhooks
+from marketplace.services import events, listings, members, organizations, webhooks
 from schemas.events import EventType, SubjectType
+from schemas.listings import ListingCreate, ListingUpdate
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
 from schemas.webhooks import WebhookEndpointCreate
-from tests.factories import PASSWORD, cheap_password_hashing
+from tests.factories import PASSWORD, cheap_password_hashing, listing_body
 
 AGREEMENT = SubjectType.AGREEMENT
 
@@ -174,3 +176,40 @@ class TestAppend:
                 30,
                 None,
             )
+
+
+class TestListingPublished:
+    def test_fires_when_a_listing_is_created_published_or_becomes_published(
+        self, engine: Engine, owner: Member
+    ) -> None:
+        parse = TypeAdapter(ListingCreate).validate_python
+        with Session(engine, expire_on_commit=False) as session:
+            published = listings.create(session, actor=owner, data=parse(listing_body("dataset")))
+            draft = listings.create(
+                session,
+                actor=owner,
+                data=parse(listing_body("model", status="draft")),
+            )
+            draft = listings.update(
+                session,
+                actor=owner,
+                listing_id=draft.id,
+                data=ListingUpdate(status="published"),  # type: ignore[arg-type]
+                expected_version=draft.version,
+            )
+            listings.update(
+                session,
+                actor=owner,
+                listing_id=draft.id,
+                data=ListingUpdate(title="Still published, retitled"),
+                expected_version=draft.version,
+            )
+
+        fired = [
+            (e.subject_id, e.type) for e in chain(engine, published.id) + chain(engine, draft.id)
+        ]
+        assert fired == [
+            (published.id, "listing.published"),
+            (draft.id, "listing.published"),
+        ]
+        assert rows(engine, WebhookDelivery) == 2
