@@ -10,9 +10,12 @@ product the index ranks by is the cosine similarity.
   becomes a tombstone, skipped at search through an ``IDSelectorBitmap``, and the graph is rebuilt
   from the live vectors once tombstones pass ``max_dead_fraction`` (or on ``compact()``).
 
-An allowed-id filter is exact in both kinds: small allowed sets are scored directly (cheaper than a
-scan of the whole index), larger ones go through a FAISS ``IDSelector`` in the search parameters,
-and an HNSW row that still comes back short of k is finished exactly.
+An allowed-id filter never loses results: up to 1,024 allowed ids are gathered and scored
+directly; more go into a FAISS ``IDSelector`` in the search parameters (a bitmap over the ids when
+they are dense, as database row ids are, else a hash set), which FAISS tests before computing a
+distance. Flat search stays exact. HNSW scans its storage exactly when the allowed share is small
+(1/32 or less), else walks the graph with a candidate list widened by the inverse share, and
+finishes exactly any row that comes back short of k.
 
 Concurrent searches are safe; a mutation must not run concurrently with anything else on the
 same instance (the caller serialises writes, e.g. with a lock or by swapping in a new index).
