@@ -3,16 +3,29 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import astuple
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from marketplace import db
-from marketplace.api import agreements, auth, listings, me, members, organizations, webhooks
+from marketplace.api import (
+    agreements,
+    auth,
+    listings,
+    matches,
+    me,
+    members,
+    organizations,
+    webhooks,
+)
 from marketplace.body_limit import BodySizeLimit
+from marketplace.embedder import shared_embedder
 from marketplace.errors import install_error_handlers, problem_response
+from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
 from marketplace.worker import BackgroundWorker
+from matching.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +34,11 @@ class DatabaseBehind(RuntimeError):
     """The database's migrations are older than the code's."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the engine is opened and checked when the app starts (lifespan)."""
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app; engine, embedder and index are opened when the app starts (lifespan).
+
+    `embedder` lets a process that already loaded the model (tests, benchmarks) share it.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -35,6 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "at the latest migration. Run `marketplace db upgrade` first."
                 )
             app.state.engine = engine
+            index = SearchIndex(
+                engine,
+                embedder or shared_embedder(settings.embedding_model),
+                path=settings.index_path,
+                poll_seconds=settings.index_poll_seconds,
+            )
+            report = index.open()
+            log.info("index ready: %d listings, %d embedded, %.1f s", *astuple(report))
+            index.start()
+            app.state.search_index = index
             worker = BackgroundWorker(engine, settings)
             if settings.worker_interval_seconds > 0:
                 worker.start()
@@ -42,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 worker.stop()
+                index.close()
         finally:
             engine.dispose()
 
@@ -61,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return problem_response(500, "internal_error", "An unexpected error occurred.")
 
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, me, organizations, members, listings, agreements, webhooks):
+    for module in (auth, me, organizations, members, listings, matches, agreements, webhooks):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

@@ -1,7 +1,10 @@
 """The `marketplace` console command: serve, migrate, administer, load the demo catalogue."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,14 +12,20 @@ import uvicorn
 from alembic import command
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlmodel import Session
 
 from marketplace import db, demo
+from marketplace.embedder import shared_embedder
 from marketplace.errors import DomainError
 from marketplace.mappers import member_read, organization_read
-from marketplace.services import members, organizations
+from marketplace.search_index import SearchIndex
+from marketplace.services import embeddings, matches, members, organizations
 from marketplace.settings import Settings
+from matching.evaluation import METHODS, evaluate_bench, load_bench
+from schemas.listings import ListingKind
+from schemas.matches import MAX_MATCHES, SearchRequest
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields, OrganizationKind
 
@@ -26,6 +35,14 @@ admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 console = Console()
+err_console = Console(stderr=True)
+
+
+class EvalMethod(StrEnum):
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+    ALL = "all"
 
 
 def _settings() -> Settings:
@@ -137,7 +154,8 @@ def load_demo(
         if db.migrations_pending(session.get_bind()):  # type: ignore[arg-type]
             console.print("[red]The database is behind; run `marketplace db upgrade` first.[/red]")
             raise typer.Exit(1)
-        summary = demo.load(session, password=password, progress=console)
+        embedder = shared_embedder(_settings().embedding_model)
+        summary = demo.load(session, password=password, embedder=embedder, progress=console)
     table = Table(title="Demo catalogue")
     table.add_column("what")
     table.add_column("loaded", justify="right")
@@ -146,3 +164,108 @@ def load_demo(
         table.add_row(*row)
     console.print(table)
     console.print(f"Sign in as any demo owner (e.g. {summary.example_email}) with the password.")
+
+
+@app.command()
+def reindex(
+    batch: Annotated[int, typer.Option(help="Listings embedded per batch.")] = 128,
+) -> None:
+    """Embed listings whose text or model changed, then rebuild and save the vector index."""
+    settings = _settings()
+    embedder = shared_embedder(settings.embedding_model)
+    with _session() as session:
+        total = embeddings.listing_count(session)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Embedding listings", total=total)
+            embedded = embeddings.refresh_all(
+                session,
+                embedder=embedder,
+                batch=batch,
+                progress=lambda n: progress.advance(task, n),
+            )
+        index = SearchIndex(session.get_bind(), embedder, path=settings.index_path)  # type: ignore[arg-type]
+        report = index.open()
+        index.save()
+    table = Table(title="Reindex")
+    table.add_column("listings", justify="right")
+    table.add_column("embedded", justify="right")
+    table.add_column("unchanged", justify="right")
+    table.add_column("indexed (published)", justify="right")
+    table.add_column("index build s", justify="right")
+    table.add_row(
+        str(total),
+        str(embedded),
+        str(total - embedded),
+        str(report.listings),
+        f"{report.seconds:.1f}",
+    )
+    console.print(table)
+    console.print(f"Index saved to {settings.index_path}")
+
+
+@app.command()
+def match(
+    text: Annotated[str, typer.Argument(help="What to look for, in English or Chinese.")],
+    kind: Annotated[list[ListingKind] | None, typer.Option(help="Only these kinds.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_MATCHES)] = 10,
+) -> None:
+    """Search the public catalogue with free text; prints scores and reasons."""
+    settings = _settings()
+    with _session() as session:
+        index = SearchIndex(
+            session.get_bind(),  # type: ignore[arg-type]
+            shared_embedder(settings.embedding_model),
+            path=settings.index_path,
+        )
+        index.open()
+        request = SearchRequest(text=text, kinds=kind or None, limit=limit)
+        found = matches.search(session, viewer=None, request=request, index=index)
+    table = Table(title=f"Matches for {text!r}")
+    for column in ("score", "kind", "title", "organization", "why"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for item in found:
+        why = ", ".join(item.matched_terms[:6]) or item.evidence[:80]
+        table.add_row(
+            f"{item.score:.3f}",
+            item.listing.kind,
+            item.listing.title,
+            item.listing.organization.name,
+            why,
+        )
+    console.print(table)
+
+
+@app.command("eval")
+def evaluate(
+    bench_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Bench folder.")],
+    method: Annotated[
+        EvalMethod, typer.Option(help="Retrieval method; `hybrid` is what the API uses.")
+    ] = EvalMethod.ALL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+) -> None:
+    """Score matching on a benchmark: nDCG@10, Recall@10 and MRR@10 per subset and method."""
+    subsets = load_bench(bench_dir)
+    methods = METHODS if method == EvalMethod.ALL else (method.value,)
+    embedder = shared_embedder(_settings().embedding_model)
+    total = sum(len(subset.needs) for subset in subsets) * len(methods)
+    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("Matching needs", total=total)
+        results = evaluate_bench(
+            subsets, embedder, methods, progress=lambda n: progress.advance(task, n)
+        )
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    table = Table(title=f"Matching quality on {bench_dir}")
+    for column in ("subset", "method", "nDCG@10", "Recall@10", "MRR@10"):
+        table.add_column(column, justify="left" if column in ("subset", "method") else "right")
+    for subset, by_method in results.items():
+        for name, metrics in by_method.items():
+            table.add_row(
+                subset,
+                name,
+                f"{metrics['ndcg@10']:.3f}",
+                f"{metrics['recall@10']:.3f}",
+                f"{metrics['mrr@10']:.3f}",
+            )
+    console.print(table)

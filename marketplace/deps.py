@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from marketplace.errors import BadRequest, PreconditionRequired, Unauthenticated
 from marketplace.models import Member
+from marketplace.search_index import SearchIndex
 from marketplace.services import tokens
 from marketplace.settings import Settings
 from schemas.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -24,7 +25,12 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_search_index(request: Request) -> SearchIndex:
+    return request.app.state.search_index  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from POST /api/v1/auth/tokens.")

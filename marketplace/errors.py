@@ -14,8 +14,9 @@ DomainError
 └── RateLimited (429)           carries Retry-After
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -139,15 +140,48 @@ _HTTP_CODES = {
 }
 
 
-def _field_path(loc: Sequence[object]) -> str:
-    return ".".join(str(part) for part in loc)
+_UNION_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
+def _field_path(error: Mapping[str, Any], body: object) -> str:
+    """The dotted path of the field as the client sent it.
+
+    pydantic puts the tag of a discriminated union into the location (`body.dataset.title`);
+    walking the location along the request body tells such tags (a value of the object, not
+    one of its keys) from field names, so the path reads `body.title`. An unknown or missing
+    tag is blamed on the discriminator field itself (`body.kind`).
+    """
+    loc = list(error["loc"])
+    parts: list[str] = []
+    node = body if loc[:1] == ["body"] else None
+    for position, part in enumerate(loc):
+        is_tag = (
+            0 < position < len(loc) - 1
+            and isinstance(node, dict)
+            and part not in node
+            and part in [value for value in node.values() if isinstance(value, str)]
+        )
+        if not is_tag:
+            parts.append(str(part))
+            node = _child(node, part) if position > 0 else node
+    if error.get("type") in _UNION_TAG_ERRORS:
+        parts.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+    return ".".join(part for part in parts if part)
+
+
+def _child(node: object, key: object) -> object:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        return node[key]
+    return None
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
     raw = exc.errors()
     if any(err.get("type") == "json_invalid" for err in raw):
         return problem_response(400, "malformed_json", "The request body is not valid JSON.")
-    errors = [FieldError(field=_field_path(err["loc"]), message=err["msg"]) for err in raw]
+    errors = [FieldError(field=_field_path(err, exc.body), message=err["msg"]) for err in raw]
     return problem_response(
         422, "validation_failed", "The request has invalid or missing fields.", errors=errors
     )
@@ -170,4 +204,5 @@ def install_error_handlers(app: FastAPI) -> None:
     def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, code, detail, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(exc.status_code, code, detail, headers=headers)

@@ -4,12 +4,22 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 from schemas.agreements import AgreementStatus, AgreementType
 from schemas.listings import ListingKind, ListingStatus, Sector, Visibility
+from schemas.matches import FeedbackVerdict
 from schemas.members import Role
 from schemas.organizations import OrganizationKind
 from schemas.webhooks import DeliveryStatus
@@ -323,3 +333,48 @@ class IdempotencyKey(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = _timestamp()
+
+
+class ListingEmbedding(SQLModel, table=True):
+    """A listing's stored embedding; the vector index is a cache rebuilt from these rows."""
+
+    __tablename__ = "listing_embeddings"
+
+    listing_row_id: int = Field(foreign_key="listings.row_id", primary_key=True, ondelete="CASCADE")
+    model_name: str = Field(max_length=500)
+    text_hash: str = Field(max_length=64, description="SHA-256 of the embedded text.")
+    dimension: int
+    vector: bytes = Field(sa_type=LargeBinary, description="float32, little-endian, unit length.")
+    updated_at: datetime = _timestamp()
+
+
+class IndexChange(SQLModel, table=True):
+    """The change sequence: every write that may alter a listing's place in the index.
+
+    Each API worker applies new rows to its in-memory index, so all workers converge.
+    """
+
+    __tablename__ = "index_changes"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    listing_row_id: int = Field(index=True)
+    at: datetime = _timestamp()
+
+
+class MatchFeedback(SQLModel, table=True):
+    """An organization's verdict on a counterpart proposed for one of its listings."""
+
+    __tablename__ = "match_feedback"
+    __table_args__ = (UniqueConstraint("organization_id", "listing_id", "counterpart_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(
+        foreign_key="organizations.id", index=True, ondelete="CASCADE"
+    )
+    listing_id: uuid.UUID = Field(foreign_key="listings.id", ondelete="CASCADE")
+    counterpart_id: uuid.UUID = Field(foreign_key="listings.id", index=True, ondelete="CASCADE")
+    member_id: uuid.UUID | None = Field(default=None, foreign_key="members.id", ondelete="SET NULL")
+    verdict: FeedbackVerdict = Field(sa_type=String(16))
+    reason: str = Field(default="", max_length=1000)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()

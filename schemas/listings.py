@@ -10,10 +10,20 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from schemas.codes import CountryCode, CurrencyCode, LanguageCode, LicenceId
 from schemas.organizations import OrganizationKind
+from schemas.text import LongText, Markdown, ShortText, Title, no_nul
 
 
 class ListingKind(StrEnum):
@@ -138,12 +148,21 @@ class Task(StrEnum):
     GEOSPATIAL_ANALYSIS = "geospatial_analysis"
 
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-Summary = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-Markdown = Annotated[str, StringConstraints(max_length=20_000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Summary = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(no_nul)
+]
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
+    AfterValidator(no_nul),
+]
+Region = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(no_nul)
+]
+PricingNote = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=1_000), AfterValidator(no_nul)
+]
+Keywords = Annotated[str, AfterValidator(no_nul)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 
 
@@ -229,9 +248,7 @@ class ModelAttributes(_Strict):
     licence: LicenceId
     deployment: Annotated[list[Deployment], Field(min_length=1, max_length=3)]
     fine_tuning_offered: bool = False
-    pricing_note: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None
-    ) = None
+    pricing_note: PricingNote | None = None
     model_card_url: AnyHttpUrl | None = None
 
 
@@ -242,7 +259,7 @@ class _ListingFields(_Strict):
     tags: Annotated[list[Tag], Field(max_length=30)] = Field(default_factory=list)
     sector: Sector
     country: CountryCode
-    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    region: Region = ""
     languages: Annotated[list[LanguageCode], Field(max_length=20)] = Field(default_factory=list)
     status: ListingStatus = ListingStatus.DRAFT
     visibility: Visibility = Visibility.PUBLIC
@@ -282,7 +299,7 @@ ATTRIBUTES_BY_KIND: dict[ListingKind, type[BaseModel]] = {
 
 
 class ListingUpdate(_Strict):
-    """A partial update; `attributes`, when given, replaces the kind's attributes as a whole."""
+    """A partial update: fields left out stay; `attributes` replaces the kind's as a whole."""
 
     title: Title | None = None
     summary: Summary | None = None
@@ -290,11 +307,19 @@ class ListingUpdate(_Strict):
     tags: Annotated[list[Tag], Field(max_length=30)] | None = None
     sector: Sector | None = None
     country: CountryCode | None = None
-    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    region: Region | None = None
     languages: Annotated[list[LanguageCode], Field(max_length=20)] | None = None
     status: ListingStatus | None = None
     visibility: Visibility | None = None
     attributes: dict[str, object] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Every listing field has a value: one may leave a field out, but not clear it.
+        if value is None:
+            raise ValueError("may be left out, but not set to null")
+        return value
 
 
 class OrganizationRef(BaseModel):

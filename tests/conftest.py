@@ -17,8 +17,10 @@ from sqlalchemy.engine import make_url
 
 from marketplace import db
 from marketplace.app import create_app
+from marketplace.embedder import shared_embedder
 from marketplace.models import metadata
 from marketplace.settings import Settings
+from matching.embedding import SentenceTransformerEmbedder
 
 POSTGRES_SERVER_URL = os.environ.get(
     "SCX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -93,8 +95,16 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, data_dir=tmp_path / "data")
 
 
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The default real model, loaded once per test session (about 4 s) and shared by every app."""
+    return shared_embedder(None)
+
+
 @pytest.fixture
-def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+def client(
+    engine: Engine, settings: Settings, embedder: SentenceTransformerEmbedder
+) -> Iterator[TestClient]:
     """A client of the real app over the test database (lifespan run, so startup checks too)."""
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings, embedder=embedder)) as test_client:
         yield test_client

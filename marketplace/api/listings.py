@@ -14,6 +14,7 @@ from marketplace.deps import (
     OptionalMember,
     OptionalVersion,
     RequiredVersion,
+    SearchIndexDep,
     SessionDep,
     etag,
 )
@@ -21,6 +22,7 @@ from marketplace.mappers import listing_read
 from marketplace.services import listings
 from schemas.codes import CountryCode
 from schemas.listings import (
+    Keywords,
     ListingCreate,
     ListingKind,
     ListingRead,
@@ -34,21 +36,37 @@ from schemas.pagination import Page
 
 router = APIRouter(prefix="/listings", tags=["listings"])
 
+_ETAG = {
+    "ETag": {
+        "description": "The listing's version; send it as If-Match to change it.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_LOCATION = {
+    "Location": {
+        "description": "The new listing's URL.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ListingRead,
-    responses=problems(401),
+    responses={201: {"headers": {**_ETAG, **_LOCATION}}, **problems(401)},
 )
 def create_listing(
     body: Annotated[ListingCreate, Body()],
     member: CurrentMember,
     session: SessionDep,
+    index: SearchIndexDep,
     response: Response,
 ) -> ListingRead:
     """Post a dataset, scenario, compute or model listing for your organization."""
-    listing = listings.create(session, actor=member, data=body)
+    listing = listings.create(session, actor=member, data=body, embedder=index.matcher.embedder)
     response.headers["ETag"] = etag(listing.version)
     response.headers["Location"] = f"/api/v1/listings/{listing.id}"
     return listing_read(listing)
@@ -66,7 +84,7 @@ def list_listings(
     organization_kind: OrganizationKind | None = None,
     listing_status: Annotated[ListingStatus | None, Query(alias="status")] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Keywords, all must appear.")
+        Keywords | None, Query(max_length=200, description="Keywords, all must appear.")
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
@@ -88,7 +106,11 @@ def list_listings(
     return Page(items=[listing_read(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{listing_id}", response_model=ListingRead, responses=problems(401, 404))
+@router.get(
+    "/{listing_id}",
+    response_model=ListingRead,
+    responses={200: {"headers": _ETAG}, **problems(401, 404)},
+)
 def read_listing(
     listing_id: uuid.UUID, session: SessionDep, viewer: OptionalMember, response: Response
 ) -> ListingRead:
@@ -101,7 +123,7 @@ def read_listing(
 @router.patch(
     "/{listing_id}",
     response_model=ListingRead,
-    responses=problems(401, 403, 404, 412, 428),
+    responses={200: {"headers": _ETAG}, **problems(401, 403, 404, 412, 428)},
 )
 def update_listing(
     listing_id: uuid.UUID,
@@ -109,11 +131,17 @@ def update_listing(
     expected_version: RequiredVersion,
     member: CurrentMember,
     session: SessionDep,
+    index: SearchIndexDep,
     response: Response,
 ) -> ListingRead:
     """Change a listing of your organization; send If-Match with its current ETag."""
     listing = listings.update(
-        session, actor=member, listing_id=listing_id, data=body, expected_version=expected_version
+        session,
+        actor=member,
+        listing_id=listing_id,
+        data=body,
+        expected_version=expected_version,
+        embedder=index.matcher.embedder,
     )
     response.headers["ETag"] = etag(listing.version)
     return listing_read(listing)

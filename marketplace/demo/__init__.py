@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from marketplace.models import Member, Organization
 from marketplace.services import listings, members, organizations
+from matching.embedding import Embedder
 from schemas.listings import ListingCreate, ListingKind
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
@@ -55,7 +56,9 @@ def catalogue() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return _read("organizations.json"), entries
 
 
-def load(session: Session, *, password: str, progress: Console | None = None) -> DemoSummary:
+def load(
+    session: Session, *, password: str, embedder: Embedder, progress: Console | None = None
+) -> DemoSummary:
     """Create the demo organizations, their owners and listings; skip organizations present."""
     org_entries, listing_entries = catalogue()
     summary = DemoSummary(example_email=org_entries[0]["owner"]["email"])
@@ -89,7 +92,10 @@ def load(session: Session, *, password: str, progress: Console | None = None) ->
                 "linked_dataset_ids": [ids_by_ref[ref] for ref in entry["linked_dataset_refs"]],
             }
         listing = listings.create(
-            session, actor=owners[entry["organization"]], data=_LISTING.validate_python(body)
+            session,
+            actor=owners[entry["organization"]],
+            data=_LISTING.validate_python(body),
+            embedder=embedder,
         )
         if "ref" in entry:
             ids_by_ref[entry["ref"]] = str(listing.id)

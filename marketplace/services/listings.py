@@ -1,19 +1,22 @@
 """Listings: create, read under visibility rules, filter, update with optimistic locking, delete."""
 
+import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, String, and_, cast, or_
+from sqlalchemy import ColumnElement, CursorResult, String, and_, or_
+from sqlalchemy import cast as sql_cast
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from marketplace.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from marketplace.models import Listing, Member, Organization, utc_now
-from marketplace.services import events
+from marketplace.services import embeddings, events
 from marketplace.services.pagination import decode_cursor, next_cursor
+from matching.embedding import Embedder
 from schemas.errors import FieldError
 from schemas.listings import (
     ATTRIBUTES_BY_KIND,
@@ -53,8 +56,8 @@ def visible_to(viewer: Member | None) -> ColumnElement[bool]:
     )
 
 
-def create(session: Session, *, actor: Member, data: ListingCreate) -> Listing:
-    """Post a listing for the actor's organization."""
+def create(session: Session, *, actor: Member, data: ListingCreate, embedder: Embedder) -> Listing:
+    """Post a listing for the actor's organization, embedded in the same transaction."""
     attributes = data.attributes.model_dump(mode="json")
     if data.kind == ListingKind.SCENARIO:
         _check_linked_datasets(session, actor, attributes["linked_dataset_ids"])
@@ -64,6 +67,8 @@ def create(session: Session, *, actor: Member, data: ListingCreate) -> Listing:
         organization_id=actor.organization_id,
     )
     session.add(listing)
+    session.flush()
+    embeddings.refresh(session, [listing], embedder=embedder)
     events.listing_status_changed(
         session, listing=listing, actor=actor, before=None, after=listing.status
     )
@@ -123,7 +128,7 @@ def browse(
         query = query.join(Organization).where(Organization.kind == filters.organization_kind)
     if filters.status is not None:
         query = query.where(Listing.status == filters.status)
-    if filters.q:
+    if filters.q and filters.q.split():
         query = query.where(_keyword_clause(filters.q))
     after = decode_cursor(cursor, int)
     if after is not None:
@@ -134,18 +139,23 @@ def browse(
 
 def _keyword_clause(q: str) -> ColumnElement[bool]:
     """Every word of `q` appears in the title, summary, description or tags."""
-    words = q.split()
     return and_(
         *(
             or_(
                 col(Listing.title).icontains(word, autoescape=True),
                 col(Listing.summary).icontains(word, autoescape=True),
                 col(Listing.description).icontains(word, autoescape=True),
-                cast(col(Listing.tags), String).icontains(word, autoescape=True),
+                # The tags column holds JSON text with non-ASCII characters escaped (`\u667a`),
+                # so the word is looked for in that same escaped spelling.
+                sql_cast(col(Listing.tags), String).icontains(_json_escaped(word), autoescape=True),
             )
-            for word in words
+            for word in q.split()
         )
     )
+
+
+def _json_escaped(word: str) -> str:
+    return json.dumps(word)[1:-1]
 
 
 def _owned(session: Session, *, actor: Member, listing_id: uuid.UUID) -> Listing:
@@ -170,12 +180,13 @@ def update(
     listing_id: uuid.UUID,
     data: ListingUpdate,
     expected_version: int | None,
+    embedder: Embedder,
 ) -> Listing:
-    """Apply a partial update if the caller saw the current version."""
+    """Apply a partial update if the caller saw the current version; re-embed changed text."""
     listing = _owned(session, actor=actor, listing_id=listing_id)
     _check_version(listing, expected_version)
     changes = data.model_dump(mode="json", exclude_unset=True)
-    if "attributes" in changes and changes["attributes"] is not None:
+    if "attributes" in changes:
         attributes_model = ATTRIBUTES_BY_KIND[ListingKind(listing.kind)]
         try:
             attributes = attributes_model.model_validate(changes["attributes"])
@@ -194,7 +205,6 @@ def update(
         changes["attributes"] = attributes.model_dump(mode="json")
         if listing.kind == ListingKind.SCENARIO:
             _check_linked_datasets(session, actor, changes["attributes"]["linked_dataset_ids"])
-    values = {field: value for field, value in changes.items() if value is not None}
     events.listing_status_changed(
         session,
         listing=listing,
@@ -205,25 +215,29 @@ def update(
     _compare_and_set(
         session,
         listing,
-        sql_update(Listing).values(**values, version=listing.version + 1, updated_at=utc_now()),
+        sql_update(Listing).values(**changes, version=listing.version + 1, updated_at=utc_now()),
     )
     session.refresh(listing)
+    embeddings.refresh(session, [listing], embedder=embedder)
+    session.commit()
     return listing
 
 
 def _compare_and_set(session: Session, listing: Listing, statement: Any) -> None:
-    """Run an UPDATE or DELETE only if nobody changed the row since it was read, and commit."""
-    result = session.execute(
-        statement.where(
-            col(Listing.row_id) == listing.row_id, col(Listing.version) == listing.version
-        )
+    """Run an UPDATE or DELETE only if nobody changed the row since it was read (no commit)."""
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            statement.where(
+                col(Listing.row_id) == listing.row_id, col(Listing.version) == listing.version
+            )
+        ),
     )
     if result.rowcount != 1:
         session.rollback()
         raise PreconditionFailed(
             "The listing changed meanwhile; reload and retry.", code="stale_version"
         )
-    session.commit()
 
 
 def delete(
@@ -231,4 +245,7 @@ def delete(
 ) -> None:
     listing = _owned(session, actor=actor, listing_id=listing_id)
     _check_version(listing, expected_version)
+    row_id = listing.row_id or 0
     _compare_and_set(session, listing, sql_delete(Listing))
+    embeddings.record_changes(session, [row_id])
+    session.commit()

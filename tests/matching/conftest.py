@@ -1,4 +1,4 @@
-"""Embedders for the matching tests: the real model (loaded once) and a deterministic double."""
+"""A deterministic embedder double for the pure index and ranking tests."""
 
 import hashlib
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from matching.embedding import SentenceTransformerEmbedder, normalize_rows
+from matching.embedding import normalize_rows
 
 _WORD = re.compile(r"\w+")
 
@@ -34,12 +34,6 @@ class HashingEmbedder:
                 bucket = int.from_bytes(digest[:4], "little") % self.dimension
                 vectors[row, bucket] += 1.0 if digest[4] & 1 else -1.0
         return normalize_rows(vectors)
-
-
-@pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    """The default real model, loaded once per test session (about 4 s)."""
-    return SentenceTransformerEmbedder()
 
 
 @pytest.fixture

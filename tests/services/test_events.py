@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from marketplace.models import Event, EventChain, Member, WebhookDelivery
 from marketplace.services import events, listings, members, organizations, webhooks
+from matching.embedding import Embedder
 from schemas.events import EventType, SubjectType
 from schemas.listings import ListingCreate, ListingUpdate
 from schemas.members import MemberCreate, Role
@@ -180,15 +181,18 @@ class TestAppend:
 
 class TestListingPublished:
     def test_fires_when_a_listing_is_created_published_or_becomes_published(
-        self, engine: Engine, owner: Member
+        self, engine: Engine, owner: Member, embedder: Embedder
     ) -> None:
         parse = TypeAdapter(ListingCreate).validate_python
         with Session(engine, expire_on_commit=False) as session:
-            published = listings.create(session, actor=owner, data=parse(listing_body("dataset")))
+            published = listings.create(
+                session, actor=owner, data=parse(listing_body("dataset")), embedder=embedder
+            )
             draft = listings.create(
                 session,
                 actor=owner,
                 data=parse(listing_body("model", status="draft")),
+                embedder=embedder,
             )
             draft = listings.update(
                 session,
@@ -196,6 +200,7 @@ class TestListingPublished:
                 listing_id=draft.id,
                 data=ListingUpdate(status="published"),  # type: ignore[arg-type]
                 expected_version=draft.version,
+                embedder=embedder,
             )
             listings.update(
                 session,
@@ -203,6 +208,7 @@ class TestListingPublished:
                 listing_id=draft.id,
                 data=ListingUpdate(title="Still published, retitled"),
                 expected_version=draft.version,
+                embedder=embedder,
             )
 
         fired = [

@@ -1,0 +1,315 @@
+"""Matches: counterparts for a listing, free-text search, partner organizations, feedback.
+
+The index proposes candidates; the database has the last word on what the caller may see, so a
+listing made private a moment ago never shows even before every worker's index has caught up.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from marketplace.errors import Conflict, Forbidden, InvalidInput, NotFound
+from marketplace.listing_facts import listing_facts
+from marketplace.mappers import organization_ref
+from marketplace.models import (
+    Listing,
+    ListingEmbedding,
+    MatchFeedback,
+    Member,
+    Organization,
+    utc_now,
+)
+from marketplace.search_index import SearchIndex
+from marketplace.services import embeddings
+from marketplace.services.listings import get_visible, visible_to
+from matching.facts import Kind, counterpart_kinds
+from matching.ranking import Match
+from schemas.errors import FieldError
+from schemas.listings import KINDS_BY_SIDE, ListingKind, side_of
+from schemas.matches import (
+    ConstraintCheck,
+    FeedbackCreate,
+    FeedbackVerdict,
+    ListingBrief,
+    MatchRead,
+    PartnerPair,
+    PartnerRead,
+    ScoreComponents,
+    SearchRequest,
+)
+
+# Candidates fetched beyond the limit, so that filters applied afterwards still fill a page.
+_OVERFETCH = 4
+_PARTNER_SOURCE_LISTINGS = 50
+_MATCHES_PER_SOURCE = 20
+_PAIRS_PER_PARTNER = 5
+
+
+def _brief(row: Listing) -> ListingBrief:
+    kind = ListingKind(row.kind)
+    return ListingBrief(
+        id=row.id,
+        kind=kind,
+        side=side_of(kind),
+        title=row.title,
+        summary=row.summary,
+        sector=row.sector,
+        country=row.country,
+        region=row.region,
+        organization=organization_ref(row.organization),
+    )
+
+
+def _read(match: Match, row: Listing, verdict: FeedbackVerdict | None) -> MatchRead:
+    return MatchRead(
+        listing=_brief(row),
+        score=round(match.score, 6),
+        components=ScoreComponents(
+            semantic=round(match.components.semantic, 6),
+            lexical=round(match.components.lexical, 6),
+            constraints=round(match.components.constraints, 6),
+        ),
+        matched_terms=list(match.matched_terms),
+        evidence=match.evidence,
+        checks=[
+            ConstraintCheck(name=c.name, outcome=c.outcome, detail=c.detail, hard=c.hard)  # type: ignore[arg-type]
+            for c in match.checks
+        ],
+        feedback=verdict,
+    )
+
+
+def _visible_rows(
+    session: Session, viewer: Member | None, row_ids: Sequence[int], *extra: object
+) -> dict[int, Listing]:
+    """The candidates the caller may still see (and that pass any extra filters), by row id."""
+    if not row_ids:
+        return {}
+    rows = session.exec(
+        select(Listing).where(col(Listing.row_id).in_(row_ids), visible_to(viewer), *extra)  # type: ignore[arg-type]
+    ).unique()
+    return {row.row_id or 0: row for row in rows}
+
+
+def _feedback(
+    session: Session, viewer: Member | None, listing: Listing
+) -> dict[uuid.UUID, FeedbackVerdict]:
+    if viewer is None:
+        return {}
+    rows = session.exec(
+        select(MatchFeedback).where(
+            MatchFeedback.organization_id == viewer.organization_id,
+            MatchFeedback.listing_id == listing.id,
+        )
+    )
+    return {row.counterpart_id: FeedbackVerdict(row.verdict) for row in rows}
+
+
+def _dismissed(verdicts: dict[uuid.UUID, FeedbackVerdict]) -> set[uuid.UUID]:
+    return {listing for listing, v in verdicts.items() if v == FeedbackVerdict.DISMISSED}
+
+
+def _query_vector(
+    session: Session, index: SearchIndex, listing: Listing
+) -> npt.NDArray[np.float32] | None:
+    """The listing's stored embedding, or a fresh one when it has none of the current model."""
+    stored = session.get(ListingEmbedding, listing.row_id)
+    if stored is not None and stored.model_name == index.matcher.embedder.model_name:
+        return embeddings.as_vector(stored)
+    return None
+
+
+def _kinds(listing: Listing, kind: ListingKind | None) -> frozenset[Kind]:
+    allowed = counterpart_kinds(listing.kind)  # type: ignore[arg-type]
+    if kind is None:
+        return allowed
+    if kind.value not in allowed:
+        raise InvalidInput(
+            f"A {listing.kind} listing is matched with {' or '.join(sorted(allowed))} listings.",
+            code="kind_not_counterpart",
+            errors=[FieldError(field="query.kind", message="not a kind of the other side")],
+        )
+    return frozenset({kind.value})  # type: ignore[arg-type]
+
+
+def for_listing(
+    session: Session,
+    *,
+    viewer: Member | None,
+    listing_id: uuid.UUID,
+    index: SearchIndex,
+    kind: ListingKind | None,
+    limit: int,
+    strict: bool,
+    min_score: float,
+) -> list[MatchRead]:
+    """Ranked, explained counterparts from the other side that the caller may see."""
+    listing = get_visible(session, viewer=viewer, listing_id=listing_id)
+    verdicts = _feedback(session, viewer, listing)
+    dismissed = _dismissed(verdicts)
+    allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    found = index.matcher.match(
+        listing_facts(listing),
+        kinds=_kinds(listing, kind),
+        limit=(limit + len(dismissed)) * _OVERFETCH,
+        strict=strict,
+        min_score=min_score,
+        allowed_ids=allowed,
+        vector=_query_vector(session, index, listing),  # type: ignore[arg-type]
+    )
+    rows = _visible_rows(session, viewer, [m.id for m in found])
+    results = [
+        _read(match, rows[match.id], verdicts.get(rows[match.id].id))
+        for match in found
+        if match.id in rows and rows[match.id].id not in dismissed
+    ]
+    return results[:limit]
+
+
+def search(
+    session: Session, *, viewer: Member | None, request: SearchRequest, index: SearchIndex
+) -> list[MatchRead]:
+    """Free-text search over the listings the caller may see, with filters."""
+    kinds: set[str] = (
+        {k.value for k in request.kinds} if request.kinds else {k.value for k in ListingKind}
+    )
+    if request.side is not None:
+        kinds &= {k.value for k in KINDS_BY_SIDE[request.side]}
+    if not kinds:
+        return []
+    filters: list[object] = []
+    if request.sector is not None:
+        filters.append(Listing.sector == request.sector)
+    if request.country is not None:
+        filters.append(Listing.country == request.country)
+    if request.organization_kind is not None:
+        filters.append(
+            col(Listing.organization_id).in_(
+                select(Organization.id).where(Organization.kind == request.organization_kind)
+            )
+        )
+    fetch = request.limit * (_OVERFETCH if filters else 1)
+    allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    while True:
+        found = index.matcher.search(
+            request.text,
+            kinds=kinds,  # type: ignore[arg-type]
+            allowed_ids=allowed,
+            limit=fetch,
+            min_score=request.min_score,
+        )
+        rows = _visible_rows(session, viewer, [m.id for m in found], *filters)
+        results = [_read(m, rows[m.id], None) for m in found if m.id in rows]
+        if len(results) >= request.limit or len(found) < fetch or fetch >= len(index):
+            return results[: request.limit]
+        fetch *= 4
+
+
+def partners(
+    session: Session,
+    *,
+    viewer: Member,
+    organization_id: uuid.UUID,
+    index: SearchIndex,
+    limit: int,
+) -> list[PartnerRead]:
+    """Organizations whose listings best match this organization's, with the pairs why.
+
+    Only the organization's own members may ask: the pairs reveal its unpublished listings.
+    """
+    if viewer.organization_id != organization_id:
+        raise Forbidden("Only members of the organization see its partner recommendations.")
+    own = list(
+        session.exec(
+            select(Listing)
+            .where(Listing.organization_id == organization_id)
+            .order_by(col(Listing.row_id).desc())
+            .limit(_PARTNER_SOURCE_LISTINGS)
+        ).unique()
+    )
+    allowed = index.visible_ids(organization_id)
+    pairs: dict[uuid.UUID, list[tuple[float, Listing, int]]] = defaultdict(list)
+    candidate_ids: set[int] = set()
+    for listing in own:
+        dismissed = {
+            c
+            for c, v in _feedback(session, viewer, listing).items()
+            if v == FeedbackVerdict.DISMISSED
+        }
+        for match in index.matcher.match(
+            listing_facts(listing),
+            limit=_MATCHES_PER_SOURCE,
+            allowed_ids=allowed,
+            vector=_query_vector(session, index, listing),
+            explain=False,
+        ):
+            entry = index.listing(match.id)
+            if entry is None or entry.organization_id == organization_id or entry.id in dismissed:
+                continue
+            pairs[entry.organization_id].append((match.score, listing, match.id))
+            candidate_ids.add(match.id)
+    rows = _visible_rows(session, viewer, sorted(candidate_ids))
+    ranked: list[PartnerRead] = []
+    for _, found in pairs.items():
+        kept = sorted((p for p in found if p[2] in rows), key=lambda p: -p[0])[:_PAIRS_PER_PARTNER]
+        if not kept:
+            continue
+        partner = rows[kept[0][2]].organization
+        ranked.append(
+            PartnerRead(
+                organization=organization_ref(partner),
+                score=round(sum(score for score, _, _ in kept[:3]), 6),
+                pairs=[
+                    PartnerPair(
+                        listing_id=source.id,
+                        listing_title=source.title,
+                        counterpart_id=rows[row_id].id,
+                        counterpart_title=rows[row_id].title,
+                        score=round(score, 6),
+                    )
+                    for score, source, row_id in kept
+                ],
+            )
+        )
+    ranked.sort(key=lambda p: (-p.score, p.organization.slug))
+    return ranked[:limit]
+
+
+def give_feedback(
+    session: Session,
+    *,
+    viewer: Member,
+    listing_id: uuid.UUID,
+    counterpart_id: uuid.UUID,
+    data: FeedbackCreate,
+) -> MatchFeedback:
+    """Record (or change) the caller's organization's verdict on a proposed counterpart."""
+    listing = get_visible(session, viewer=viewer, listing_id=listing_id)
+    counterpart = get_visible(session, viewer=viewer, listing_id=counterpart_id)
+    if side_of(ListingKind(listing.kind)) == side_of(ListingKind(counterpart.kind)):
+        raise NotFound("That listing is not a counterpart of this one.")
+    row = session.exec(
+        select(MatchFeedback).where(
+            MatchFeedback.organization_id == viewer.organization_id,
+            MatchFeedback.listing_id == listing.id,
+            MatchFeedback.counterpart_id == counterpart.id,
+        )
+    ).first() or MatchFeedback(
+        organization_id=viewer.organization_id, listing_id=listing.id, counterpart_id=counterpart.id
+    )
+    row.verdict = data.verdict
+    row.reason = data.reason
+    row.member_id = viewer.id
+    row.updated_at = utc_now()
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError as exc:  # the same verdict raced in from another request
+        session.rollback()
+        raise Conflict("Feedback on this pair is being recorded; retry.") from exc
+    return row
