@@ -53,9 +53,16 @@ class SearchIndex:
         self, engine: Engine, embedder: Embedder, *, path: Path, poll_seconds: float = 0.25
     ) -> None:
         self.engine = engine
-        self.matcher = Matcher(embedder)
         self.path = path
         self.poll_seconds = poll_seconds
+        self._embedder = embedder
+        self._clear()
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _clear(self) -> None:
+        self.matcher = Matcher(self._embedder)
         self._listings: dict[int, IndexedListing] = {}
         self._by_uuid: dict[uuid.UUID, int] = {}
         self._public: set[int] = set()
@@ -63,9 +70,6 @@ class SearchIndex:
         self._private: dict[uuid.UUID, set[int]] = defaultdict(set)
         self._floor = 0  # every change with seq <= floor is applied
         self._seen: dict[int, datetime] = {}  # applied seqs above the floor -> when applied
-        self._sync_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -77,6 +81,12 @@ class SearchIndex:
             embedded = self._embed_missing(session)
             total = self._load_all(session)
         return OpenReport(total, embedded, (utc_now() - started).total_seconds())
+
+    def reload(self) -> OpenReport:
+        """Forget everything and build again from the database (e.g. after a bulk change)."""
+        with self._sync_lock:
+            self._clear()
+            return self.open()
 
     def start(self) -> None:
         """Follow the change sequence in a background thread."""

@@ -7,6 +7,7 @@ creates its own database there and drops it at the end, so parallel runs never c
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -101,10 +102,32 @@ def embedder() -> SentenceTransformerEmbedder:
     return shared_embedder(None)
 
 
+@pytest.fixture(scope="session")
+def _clients() -> Iterator[dict[str, TestClient]]:
+    clients: dict[str, TestClient] = {}
+    with ExitStack() as stack:
+        yield clients
+        for test_client in clients.values():
+            stack.push(test_client.__exit__)
+
+
 @pytest.fixture
 def client(
-    engine: Engine, settings: Settings, embedder: SentenceTransformerEmbedder
-) -> Iterator[TestClient]:
-    """A client of the real app over the test database (lifespan run, so startup checks too)."""
-    with TestClient(create_app(settings, embedder=embedder)) as test_client:
-        yield test_client
+    engine: Engine,
+    database_url: str,
+    embedder: SentenceTransformerEmbedder,
+    tmp_path_factory: pytest.TempPathFactory,
+    _clients: dict[str, TestClient],
+) -> TestClient:
+    """A client of the real app over the test database, one app per backend and session.
+
+    Building an app and serving its first request costs ~0.3 s, so the app is shared; each test
+    still starts from empty tables and an index rebuilt from them.
+    """
+    test_client = _clients.get(database_url)
+    if test_client is None:
+        data_dir = tmp_path_factory.mktemp("app") / "data"
+        app = create_app(Settings(database_url=database_url, data_dir=data_dir), embedder=embedder)
+        test_client = _clients[database_url] = TestClient(app).__enter__()
+    test_client.app.state.search_index.reload()  # type: ignore[attr-defined]
+    return test_client
