@@ -20,7 +20,7 @@ they sit on a plateau: blend weights 0.8-0.9 and facet weights 2-5 score within 
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -253,7 +253,8 @@ class Matcher:
             allowed_ids: when given, only these ids may be returned (e.g. what the caller may see).
             method: "dense", "lexical" or "hybrid".
             vector: the listing's stored embedding (from `embed`); computed when None.
-            explain: find evidence sentences (embeds the sentences of new counterparts).
+            explain: find evidence sentences (embeds the sentences of new counterparts; or
+                pass False and call `explain` for the matches finally shown).
 
         Returns:
             Up to limit matches, best first.
@@ -311,6 +312,23 @@ class Matcher:
             method=method,
             explain=explain,
         )
+
+    def explain(self, matches: Sequence[Match], vector: npt.ArrayLike) -> list[Match]:
+        """Add evidence to matches found with explain=False, e.g. only to those finally shown.
+
+        Args:
+            matches: matches from `match` or `search`.
+            vector: the query's vector (the listing's stored embedding, or the embedded text).
+
+        Returns:
+            The matches with their evidence; a match whose listing is no longer held is kept as
+            it was.
+        """
+        query_vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        held = [(m, self._facts.get(m.id)) for m in matches]
+        listings = [facts for _, facts in held if facts is not None]
+        snippets = iter(self._evidence.closest(listings, query_vector))
+        return [m if facts is None else replace(m, evidence=next(snippets)) for m, facts in held]
 
     # -- ranking ------------------------------------------------------------------------------
 

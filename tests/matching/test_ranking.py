@@ -167,6 +167,15 @@ class TestMatcherMatch:
         assert match.evidence == ""
         assert match.matched_terms
 
+    def test_explain_adds_evidence_later(self) -> None:
+        model = _model(1, "Built by a small team. Forecasts road traffic flow at junctions.")
+        matcher = _matcher([model])
+        vector = matcher.embed([_SCENARIO])[0]
+        found = matcher.match(_SCENARIO, vector=vector, explain=False)
+        assert [m.evidence for m in matcher.explain(found, vector)] == [
+            "Forecasts road traffic flow at junctions."
+        ]
+
     def test_uses_the_given_query_vector(self) -> None:
         matcher = _matcher(_catalogue())
         vector = HashingEmbedder().encode(["Classifies hotline tickets by topic."])[0]
