@@ -285,6 +285,7 @@ class Matcher:
         method: Method = "hybrid",
         min_score: float = 0.0,
         explain: bool = True,
+        vector: npt.ArrayLike | None = None,
     ) -> list[Match]:
         """Find listings for free text (English or Chinese).
 
@@ -296,13 +297,16 @@ class Matcher:
             method: "dense", "lexical" or "hybrid".
             min_score: drop matches whose total score is below this.
             explain: find evidence sentences.
+            vector: the text's embedding when the caller already has it; computed when None.
 
         Returns:
             Up to limit matches, best first; no constraints apply to free text.
         """
         return self._rank(
             text,
-            self.embedder.encode([text])[0],
+            self.embedder.encode([text])[0]
+            if vector is None
+            else np.asarray(vector, dtype=np.float32).reshape(-1),
             listing=None,
             kinds=KINDS if kinds is None else kinds,
             limit=limit,

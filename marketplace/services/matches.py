@@ -114,14 +114,12 @@ def _dismissed(verdicts: dict[uuid.UUID, FeedbackVerdict]) -> set[uuid.UUID]:
     return {listing for listing, v in verdicts.items() if v == FeedbackVerdict.DISMISSED}
 
 
-def _query_vector(
-    session: Session, index: SearchIndex, listing: Listing
-) -> npt.NDArray[np.float32] | None:
+def query_vector(session: Session, index: SearchIndex, listing: Listing) -> npt.NDArray[np.float32]:
     """The listing's stored embedding, or a fresh one when it has none of the current model."""
     stored = session.get(ListingEmbedding, listing.row_id)
     if stored is not None and stored.model_name == index.matcher.embedder.model_name:
         return embeddings.as_vector(stored)
-    return None
+    return index.matcher.embed([listing_facts(listing)])[0]
 
 
 def _kinds(listing: Listing, kind: ListingKind | None) -> frozenset[Kind]:
@@ -153,6 +151,7 @@ def for_listing(
     verdicts = _feedback(session, viewer, listing)
     dismissed = _dismissed(verdicts)
     allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    vector = query_vector(session, index, listing)
     found = index.matcher.match(
         listing_facts(listing),
         kinds=_kinds(listing, kind),
@@ -160,15 +159,15 @@ def for_listing(
         strict=strict,
         min_score=min_score,
         allowed_ids=allowed,
-        vector=_query_vector(session, index, listing),  # type: ignore[arg-type]
+        vector=vector,
+        explain=False,
     )
     rows = _visible_rows(session, viewer, [m.id for m in found])
-    results = [
+    kept = [m for m in found if m.id in rows and rows[m.id].id not in dismissed][:limit]
+    return [
         _read(match, rows[match.id], verdicts.get(rows[match.id].id))
-        for match in found
-        if match.id in rows and rows[match.id].id not in dismissed
+        for match in index.matcher.explain(kept, vector)
     ]
-    return results[:limit]
 
 
 def search(
@@ -195,6 +194,7 @@ def search(
         )
     fetch = request.limit * (_OVERFETCH if filters else 1)
     allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    vector = index.matcher.embedder.encode([request.text])[0]
     while True:
         found = index.matcher.search(
             request.text,
@@ -202,11 +202,14 @@ def search(
             allowed_ids=allowed,
             limit=fetch,
             min_score=request.min_score,
+            explain=False,
+            vector=vector,
         )
         rows = _visible_rows(session, viewer, [m.id for m in found], *filters)
-        results = [_read(m, rows[m.id], None) for m in found if m.id in rows]
-        if len(results) >= request.limit or len(found) < fetch or fetch >= len(index):
-            return results[: request.limit]
+        kept = [m for m in found if m.id in rows]
+        if len(kept) >= request.limit or len(found) < fetch or fetch >= len(index):
+            shown = index.matcher.explain(kept[: request.limit], vector)
+            return [_read(m, rows[m.id], None) for m in shown]
         fetch *= 4
 
 
@@ -245,7 +248,7 @@ def partners(
             listing_facts(listing),
             limit=_MATCHES_PER_SOURCE,
             allowed_ids=allowed,
-            vector=_query_vector(session, index, listing),
+            vector=query_vector(session, index, listing),
             explain=False,
         ):
             entry = index.listing(match.id)
