@@ -194,6 +194,9 @@ class ScenarioAttributes(_Strict):
     budget_max: Money | None = None
     currency: CurrencyCode | None = None
     deadline: date | None = None
+    required_gpu_hours: float | None = Field(
+        default=None, gt=0, le=1e12, description="Compute the scenario needs, if it needs any."
+    )
     required_capabilities: Annotated[list[Task], Field(max_length=20)] = Field(default_factory=list)
     linked_dataset_ids: Annotated[list[UUID], Field(max_length=20)] = Field(default_factory=list)
 

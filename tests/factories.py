@@ -105,6 +105,7 @@ ATTRIBUTES: dict[str, dict[str, Any]] = {
         "budget_max": "500000",
         "currency": "CNY",
         "deadline": "2027-06-30",
+        "required_gpu_hours": 2000,
         "required_capabilities": ["object_detection"],
     },
     "compute": {
