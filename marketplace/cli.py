@@ -184,7 +184,7 @@ def reindex(
                 progress=lambda n: progress.advance(task, n),
             )
         index = SearchIndex(session.get_bind(), embedder, path=settings.index_path)  # type: ignore[arg-type]
-        report = index.open()
+        report = index.reload()  # from the database, never from an old snapshot
         index.save()
     table = Table(title="Reindex")
     table.add_column("listings", justify="right")
@@ -244,7 +244,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
     """Score matching on a benchmark: nDCG@10, Recall@10 and MRR@10 per subset and method."""
-    subsets = load_bench(bench_dir)
+    try:
+        subsets = load_bench(bench_dir)
+    except (FileNotFoundError, ValueError, KeyError) as error:  # not a bench: say so, no traceback
+        err_console.print(f"[red]{bench_dir} is not a readable bench: {error}[/red]")
+        raise typer.Exit(1) from error
     methods = METHODS if method == EvalMethod.ALL else (method.value,)
     embedder = shared_embedder(_settings().embedding_model)
     total = sum(len(subset.needs) for subset in subsets) * len(methods)

@@ -7,6 +7,7 @@ with statistics over the live documents at query time.
 """
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ class _Postings:
         self.slots: list[int] = []
         self.frequencies: list[int] = []
         self._arrays: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
+
+    def __getstate__(self) -> tuple[list[int], list[int]]:
+        return self.slots, self.frequencies  # the arrays are a cache: rebuilt on first use
+
+    def __setstate__(self, state: tuple[list[int], list[int]]) -> None:
+        self.slots, self.frequencies = state
+        self._arrays = None
 
     def append(self, slot: int, frequency: int) -> None:
         self.slots.append(slot)
@@ -102,7 +110,9 @@ class LexicalIndex:
         self.remove(ids)
         self._grow(len(self._ids) + len(ids))
         for document_id, text in zip(ids, texts, strict=True):
-            self._add(int(document_id), Counter(self._tokenize(text)))
+            # Interned tokens share one string object per term across documents, which keeps
+            # memory down and lets pickle write each term once.
+            self._add(int(document_id), Counter(map(sys.intern, self._tokenize(text))))
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop documents; ids that are not indexed are ignored.

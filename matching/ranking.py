@@ -119,6 +119,19 @@ class _Candidate:
     relevance: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class MatcherState:
+    """What a matcher holds besides its vector index, for a snapshot (e.g. pickled).
+
+    Attributes:
+        facts: the listings' facts by id.
+        lexical: the BM25 index over their lexical texts.
+    """
+
+    facts: dict[int, ListingFacts]
+    lexical: LexicalIndex
+
+
 class Matcher:
     """Holds the listings of a marketplace and matches them.
 
@@ -153,6 +166,52 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self._facts)
+
+    def state(self) -> MatcherState:
+        """The matcher's listings besides the vector index, to restore with `from_state`.
+
+        The state shares the live lexical index: serialise it before the next write.
+
+        Returns:
+            The facts and the lexical index.
+        """
+        with self._lock:
+            return MatcherState(dict(self._facts), self.lexical)
+
+    @classmethod
+    def from_state(
+        cls,
+        embedder: Embedder,
+        index: VectorIndex,
+        state: MatcherState,
+        *,
+        settings: RankingSettings | None = None,
+    ) -> "Matcher":
+        """A matcher holding a saved state and its vector index, without re-indexing.
+
+        Args:
+            embedder: the embedder the state was built with.
+            index: the vector index saved with the state.
+            state: from `state`.
+            settings: ranking parameters.
+
+        Returns:
+            The matcher.
+
+        Raises:
+            ValueError: the index does not hold exactly the state's listings, or has another
+                dimension than the embedder.
+        """
+        if index.dimension != embedder.dimension:
+            raise ValueError(f"index dimension {index.dimension} != {embedder.dimension}")
+        if len(index) != len(state.facts) or len(state.lexical) != len(state.facts):
+            raise ValueError("the vector index, lexical index and facts disagree")
+        matcher = cls(embedder, index, settings=settings)
+        matcher.lexical = state.lexical
+        matcher._facts = dict(state.facts)
+        for listing_id, facts in matcher._facts.items():
+            matcher._ids_by_kind[facts.kind].add(listing_id)
+        return matcher
 
     def __contains__(self, listing_id: object) -> bool:
         return listing_id in self._facts

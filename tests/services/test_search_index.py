@@ -1,0 +1,200 @@
+"""The search index's snapshot: a restart loads it and catches up, or rebuilds from the database."""
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from marketplace.models import Listing, Member
+from marketplace.search_index import SearchIndex
+from marketplace.services import listings, members, organizations
+from matching.embedding import Embedder
+from schemas.listings import ListingCreate, ListingUpdate
+from schemas.members import MemberCreate, Role
+from schemas.organizations import OrganizationFields
+from tests.factories import PASSWORD, cheap_password_hashing, listing_body
+
+_parse = TypeAdapter(ListingCreate).validate_python
+
+TEXTS = {
+    "dataset": "Hourly traffic counts from 400 road sensors in Hefei, 2019 to 2023.",
+    "scenario": "Forecast congestion on urban roads a day ahead to plan bus schedules.",
+    "model": "A graph neural network that forecasts traffic flow on road networks.",
+    "compute": "Eight A100 GPUs in a Shanghai data centre, rented by the hour.",
+}
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_password_hashing(monkeypatch)
+
+
+@pytest.fixture
+def owner(engine: Engine) -> Member:
+    with Session(engine, expire_on_commit=False) as session:
+        organization = organizations.create(
+            session, fields=OrganizationFields(name="Snapshot Lab", kind="company", country="CN")
+        )
+        return members.create(
+            session,
+            organization_id=organization.id,
+            data=MemberCreate(
+                email=f"{uuid.uuid4().hex[:8]}@example.org",
+                display_name="Owner",
+                password=PASSWORD,
+                role=Role.OWNER,
+            ),
+        )
+
+
+def create(engine: Engine, owner: Member, embedder: Embedder, kind: str, **extra: Any) -> Listing:
+    body = listing_body(kind, summary=TEXTS[kind], **extra)
+    with Session(engine, expire_on_commit=False) as session:
+        return listings.create(session, actor=owner, data=_parse(body), embedder=embedder)
+
+
+@pytest.fixture
+def catalogue(engine: Engine, owner: Member, embedder: Embedder) -> list[Listing]:
+    return [create(engine, owner, embedder, kind) for kind in TEXTS]
+
+
+def opened(engine: Engine, embedder: Embedder, path: Path) -> SearchIndex:
+    index = SearchIndex(engine, embedder, path=path)
+    index.open()
+    return index
+
+
+def results(index: SearchIndex, text: str = "road traffic forecasting") -> list[tuple[int, float]]:
+    found = index.matcher.search(text, explain=False)
+    return [(m.id, round(m.score, 6)) for m in found]
+
+
+class RenamedEmbedder:
+    """The same vectors under another model name: what a model change looks like."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_name = f"{inner.model_name}-renamed"
+        self.dimension = inner.dimension
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
+    ) -> npt.NDArray[np.float32]:
+        return self.inner.encode(texts, batch_size=batch_size, bulk=bulk)
+
+
+class TestSnapshot:
+    def test_restart_loads_the_snapshot_and_gives_the_same_results(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        first = opened(engine, embedder, path)
+        before = results(first)
+        first.close()
+
+        second = SearchIndex(engine, embedder, path=path)
+        report = second.open()
+
+        assert report.from_snapshot
+        assert report.embedded == 0
+        assert len(second) == len(catalogue)
+        assert results(second) == before
+        assert second.visible_ids(None) == first.visible_ids(None)
+        listing = catalogue[0]
+        entry = second.listing(listing.row_id or 0)
+        assert entry is not None and entry.id == listing.id
+
+    def test_changes_made_while_down_are_applied_after_restart(
+        self,
+        engine: Engine,
+        embedder: Embedder,
+        owner: Member,
+        catalogue: list[Listing],
+        tmp_path: Path,
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        opened(engine, embedder, path).close()
+        added = create(engine, owner, embedder, "model", title="Bus timetable optimiser")
+        dataset, scenario = catalogue[0], catalogue[1]
+        with Session(engine, expire_on_commit=False) as session:
+            listings.delete(session, actor=owner, listing_id=dataset.id, expected_version=None)
+            listings.update(
+                session,
+                actor=owner,
+                listing_id=scenario.id,
+                data=ListingUpdate(visibility="registered"),  # type: ignore[arg-type]
+                expected_version=None,
+                embedder=embedder,
+            )
+
+        restarted = SearchIndex(engine, embedder, path=path)
+        report = restarted.open()
+
+        assert report.from_snapshot
+        assert (added.row_id or 0) in restarted.matcher
+        assert (dataset.row_id or 0) not in restarted.matcher
+        assert (scenario.row_id or 0) not in restarted.visible_ids(None)
+        assert (scenario.row_id or 0) in restarted.visible_ids(owner.organization_id)
+        assert results(restarted) == results(opened(engine, embedder, tmp_path / "fresh.faiss"))
+
+    @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+    def test_an_unusable_snapshot_falls_back_to_a_rebuild(
+        self,
+        engine: Engine,
+        embedder: Embedder,
+        catalogue: list[Listing],
+        tmp_path: Path,
+        damage: str,
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        first = opened(engine, embedder, path)
+        before = results(first)
+        first.close()
+        snapshot = first.snapshot_path
+        if damage == "garbage":
+            snapshot.write_bytes(b"\x80\x05not a pickle at all")
+        elif damage == "truncated":
+            snapshot.write_bytes(snapshot.read_bytes()[:100])
+        else:  # a snapshot saved with another vector index file
+            other = tmp_path / "other" / "listings.faiss"
+            opened(engine, embedder, other).close()
+            snapshot.write_bytes(other.with_name(snapshot.name).read_bytes())
+
+        restarted = SearchIndex(engine, embedder, path=path)
+        report = restarted.open()
+
+        assert not report.from_snapshot
+        assert report.listings == len(catalogue)
+        assert results(restarted) == before
+
+    def test_a_model_change_rebuilds_and_re_embeds(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        opened(engine, embedder, path).close()
+
+        restarted = SearchIndex(engine, RenamedEmbedder(embedder), path=path)
+        report = restarted.open()
+
+        assert not report.from_snapshot
+        assert report.embedded == len(catalogue)
+        assert restarted.matcher.embedder.model_name.endswith("-renamed")
+
+    def test_reload_ignores_the_snapshot(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        index = opened(engine, embedder, path)
+        index.save()
+
+        report = index.reload()
+
+        assert not report.from_snapshot
+        assert report.listings == len(catalogue)
