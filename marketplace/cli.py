@@ -244,11 +244,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
     """Score matching on a benchmark: nDCG@10, Recall@10 and MRR@10 per subset and method."""
-    try:
-        subsets = load_bench(bench_dir)
-    except (FileNotFoundError, ValueError, KeyError) as error:  # not a bench: say so, no traceback
-        err_console.print(f"[red]{bench_dir} is not a readable bench: {error}[/red]")
-        raise typer.Exit(1) from error
+    subsets = load_bench(bench_dir)
     methods = METHODS if method == EvalMethod.ALL else (method.value,)
     embedder = shared_embedder(_settings().embedding_model)
     total = sum(len(subset.needs) for subset in subsets) * len(methods)
