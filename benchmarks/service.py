@@ -1,0 +1,592 @@
+"""The service end to end: ingest through the listing service, HTTP latency and restart at 100k.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/service.py ingest  [--count 300] [--smoke]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/service.py http    [--size 100000] [--smoke]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/service.py restart [--size 100000] [--smoke]
+
+ingest: real ~200-word listings (demo catalogue entries, each description extended with benchmark
+texts of its kind to about 200 words) created through `marketplace.services.listings.create` one
+by one, then through `create_many` in batches (the demo loader and bulk imports), into a fresh
+SQLite data dir; the index apply is a `SearchIndex.sync()` timed after the writes.
+
+http and restart use a catalogue of --size listings in a SQLite data dir (default
+/tmp/scx-bench-<size>, built once and reused). Embedding 100k texts on two CPU cores takes about
+an hour, so the catalogue replicates the ~6,000 needs and offers of ../shared/bench with
+variations (title suffix, organization, region, visibility: 80% public, 15% registered, 5%
+private) and stores each replica's vector as its original's real embedding plus Gaussian noise
+(sigma 0.01 per dimension, cosine to the original about 0.98), renormalised. Rows, embeddings
+and organizations are inserted in bulk; attributes come from demo listings of the same kind.
+
+http: one real uvicorn worker on 127.0.0.1; anonymous `GET /api/v1/listings/{id}/matches` over
+random public listings and `POST /api/v1/search` over benchmark need titles, sequentially with
+httpx (a bounded request count; latency at one client), then `wrk` for a fixed duration at 4
+connections when installed (throughput). restart: a fresh process opens the index, once with the
+snapshot removed (a rebuild from the database) and once with it, reporting seconds and peak RSS;
+then a uvicorn process is timed from spawn until /health answers.
+`--smoke` runs small sizes in seconds.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from alembic import command
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from marketplace import db, security  # noqa: E402
+from marketplace.demo import catalogue  # noqa: E402
+from marketplace.embedder import shared_embedder  # noqa: E402
+from marketplace.models import Listing, ListingEmbedding, Member  # noqa: E402
+from marketplace.search_index import SearchIndex  # noqa: E402
+from marketplace.services import embeddings, listings, members, organizations  # noqa: E402
+from marketplace.settings import Settings  # noqa: E402
+from matching.evaluation import load_bench  # noqa: E402
+from matching.facts import ListingFacts  # noqa: E402
+from schemas.listings import ListingCreate  # noqa: E402
+from schemas.members import MemberCreate, Role  # noqa: E402
+from schemas.organizations import OrganizationFields  # noqa: E402
+
+BENCH = ROOT.parent / "shared" / "bench"
+console = Console()
+_PARSE = TypeAdapter(ListingCreate).validate_python
+_LOADER_KEYS = ("organization", "ref", "linked_dataset_refs")
+NOISE = 0.01
+
+
+# -- shared ----------------------------------------------------------------------------------
+
+
+def migrated(data_dir: Path) -> Settings:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data_dir)
+    command.upgrade(db.alembic_config(settings.resolved_database_url), "head")
+    return settings
+
+
+def cheap_hashing() -> None:
+    from argon2 import PasswordHasher
+
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # type: ignore[attr-defined]
+
+
+def owners(session: Session, count: int) -> list[Member]:
+    created = []
+    for n in range(count):
+        organization = organizations.create(
+            session,
+            fields=OrganizationFields(
+                name=f"Bench Organization {n} {uuid.uuid4().hex[:6]}",
+                kind=["university", "company", "government"][n % 3],  # type: ignore[arg-type]
+                country="CN",
+            ),
+        )
+        created.append(
+            members.create(
+                session,
+                organization_id=organization.id,
+                data=MemberCreate(
+                    email=f"bench{n}-{uuid.uuid4().hex[:6]}@example.org",
+                    display_name=f"Owner {n}",
+                    password="correct-horse-battery",
+                    role=Role.OWNER,
+                ),
+            )
+        )
+    return created
+
+
+def templates() -> dict[str, list[dict[str, Any]]]:
+    """Demo listing bodies by kind (valid attributes; scenarios without linked datasets)."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for entry in catalogue()[1]:
+        body = {k: v for k, v in entry.items() if k not in _LOADER_KEYS}
+        if body["kind"] == "scenario":
+            body["attributes"] = {**body["attributes"], "linked_dataset_ids": []}
+        by_kind.setdefault(body["kind"], []).append(body)
+    return by_kind
+
+
+def bench_listings() -> list[ListingFacts]:
+    seen: dict[str, ListingFacts] = {}
+    for subset in load_bench(BENCH):
+        for facts in (*subset.needs, *subset.offers):
+            seen.setdefault(f"{facts.kind}\n{facts.title}\n{facts.description}", facts)
+    return list(seen.values())
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    out = Table(title=title)
+    for n, name in enumerate(columns):
+        out.add_column(name, justify="left" if n == 0 else "right")
+    for row in rows:
+        out.add_row(*row)
+    console.print(out)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+def ingest_bodies(count: int, seed: int) -> list[dict[str, Any]]:
+    """Demo bodies whose descriptions are extended with benchmark texts to about 200 words."""
+    rng = random.Random(seed)
+    by_kind = templates()
+    texts: dict[str, list[str]] = {}
+    for facts in bench_listings():
+        texts.setdefault(facts.kind, []).append(facts.description)
+    kinds = sorted(by_kind)
+    bodies = []
+    for n in range(count):
+        kind = kinds[n % len(kinds)]
+        body = json.loads(json.dumps(rng.choice(by_kind[kind])))
+        words = f"{body['summary']} {body['description']}".split()
+        extra: list[str] = []
+        pool = texts.get(kind) or texts["dataset"]
+        while len(words) + len(extra) < 200:
+            extra += rng.choice(pool).split()
+        body["title"] = f"{body['title']} {n}"[:200]
+        body["description"] = f"{body['description']}\n\n{' '.join(extra)}"[:20000]
+        bodies.append(body)
+    return bodies
+
+
+def run_ingest(args: argparse.Namespace) -> None:
+    count = 30 if args.smoke else args.count
+    embedder = shared_embedder(None)
+    embedder.encode(["warm up"], bulk=True)
+    cheap_hashing()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="scx-ingest-") as folder:
+        settings = migrated(Path(folder) / "data")
+        engine = db.make_engine(settings.resolved_database_url)
+        index = SearchIndex(engine, embedder, path=settings.index_path)
+        index.open()
+        with Session(engine, expire_on_commit=False) as session:
+            (actor,) = owners(session, 1)
+        bodies = ingest_bodies(2 * count, seed=7)
+        words = statistics.median(len(f"{b['summary']} {b['description']}".split()) for b in bodies)
+        for label, run in (
+            ("create, one by one", lambda b: _create_one_by_one(engine, actor, b, embedder)),
+            ("create_many, batches of 32", lambda b: _create_many(engine, actor, b, embedder)),
+        ):
+            part = bodies[:count] if label.startswith("create,") else bodies[count:]
+            started = time.perf_counter()
+            run(part)
+            written = time.perf_counter() - started
+            applied = time.perf_counter()
+            touched = index.sync()
+            apply_s = time.perf_counter() - applied
+            total = written + apply_s
+            assert touched == len(part), (touched, len(part))
+            rows.append(
+                [
+                    label,
+                    str(len(part)),
+                    f"{words:.0f}",
+                    f"{written:.1f}",
+                    f"{apply_s:.2f}",
+                    f"{len(part) / total:.1f}",
+                ]
+            )
+        engine.dispose()
+    table(
+        "Ingest of ~200-word listings (embed + store + index apply); target >= 60/s",
+        ["path", "listings", "median words", "write s", "index apply s", "listings/s"],
+        rows,
+    )
+
+
+def _create_one_by_one(
+    engine: Any, actor: Member, bodies: list[dict[str, Any]], embedder: Any
+) -> None:
+    with Session(engine, expire_on_commit=False) as session:
+        for body in track(bodies, description="create", console=console, transient=True):
+            listings.create(session, actor=actor, data=_PARSE(body), embedder=embedder)
+
+
+def _create_many(engine: Any, actor: Member, bodies: list[dict[str, Any]], embedder: Any) -> None:
+    create_many = getattr(listings, "create_many", None)
+    if create_many is None:
+        return _create_one_by_one(engine, actor, bodies, embedder)
+    with Session(engine, expire_on_commit=False) as session:
+        for start in track(
+            range(0, len(bodies), 32), description="create_many", console=console, transient=True
+        ):
+            batch = [_PARSE(b) for b in bodies[start : start + 32]]
+            create_many(session, actor=actor, items=batch, embedder=embedder)
+    return None
+
+
+# -- a large catalogue -------------------------------------------------------------------------
+
+
+def catalogue_dir(size: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"scx-bench-{size}"
+
+
+def build_catalogue(size: int, data_dir: Path) -> Path:
+    """A SQLite data dir with `size` published listings and stored embeddings (see the module)."""
+    marker = data_dir / "catalogue.json"
+    if marker.exists():
+        return data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)
+    settings = migrated(data_dir)
+    cheap_hashing()
+    embedder = shared_embedder(None)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import CachedEmbedder  # the quality benchmark's vectors, when cached
+
+    cached = CachedEmbedder(embedder, Path(tempfile.gettempdir()) / "scx-quality-cache")
+    from matching.documents import semantic_text
+
+    base = bench_listings()
+    console.print(f"embedding (or reading cached vectors of) {len(base)} benchmark listings")
+    vectors = cached.encode([semantic_text(f) for f in base], bulk=True)
+    by_kind = templates()
+    engine = db.make_engine(settings.resolved_database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        orgs = [m.organization_id for m in owners(session, 60)]
+    rng = np.random.default_rng(11)
+    regions = ["Anhui", "Beijing", "Shanghai", "Guangdong", "Zhejiang", "Sichuan", "Hubei"]
+    sectors = ["manufacturing", "smart_city", "healthcare", "energy", "agriculture"]
+    model = embedder.model_name
+    now = datetime.now(UTC)
+    listing_table, embedding_table = Listing.__table__, ListingEmbedding.__table__  # type: ignore[attr-defined]
+    chunk = 5_000
+    with engine.begin() as connection:
+        for start in track(range(0, size, chunk), description="inserting", console=console):
+            listing_rows, embedding_rows = [], []
+            for n in range(start, min(size, start + chunk)):
+                facts = base[n % len(base)]
+                template = by_kind[facts.kind][n % len(by_kind[facts.kind])]
+                roll = rng.random()
+                visibility = "public" if roll < 0.8 else "registered" if roll < 0.95 else "private"
+                copy = n // len(base)
+                row_id = n + 1
+                summary = facts.summary or facts.description.split("\n")[0]
+                listing_rows.append(
+                    {
+                        "row_id": row_id,
+                        "id": uuid.uuid4(),
+                        "organization_id": orgs[n % len(orgs)],
+                        "kind": facts.kind,
+                        "title": (facts.title if copy == 0 else f"{facts.title} ({copy})")[:200],
+                        "summary": summary[:500],
+                        "description": facts.description[:20000],
+                        "tags": list(facts.tags) or list(template.get("tags", [])),
+                        "sector": sectors[n % len(sectors)],
+                        "country": "CN",
+                        "region": regions[n % len(regions)],
+                        "languages": ["en"],
+                        "status": "published",
+                        "visibility": visibility,
+                        "attributes": template["attributes"],
+                        "created_at": now,
+                        "updated_at": now,
+                        "version": 1,
+                    }
+                )
+                vector = vectors[n % len(base)]
+                if copy:
+                    vector = vector + rng.normal(0, NOISE, vector.shape).astype(np.float32)
+                    vector /= np.linalg.norm(vector)
+                embedding_rows.append(
+                    {
+                        "listing_row_id": row_id,
+                        "model_name": model,
+                        "text_hash": embeddings.text_hash(model, f"{row_id}"),
+                        "dimension": vector.size,
+                        "vector": embeddings.as_bytes(vector),
+                        "updated_at": now,
+                    }
+                )
+            connection.execute(listing_table.insert(), listing_rows)
+            connection.execute(embedding_table.insert(), embedding_rows)
+    engine.dispose()
+    marker.write_text(json.dumps({"size": size, "base": len(base), "noise": NOISE}))
+    return data_dir
+
+
+# -- http --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(data_dir: Path) -> Iterator[tuple[str, float]]:
+    """A real uvicorn worker over the data dir; yields its base URL and seconds until healthy."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SCX_DATA_DIR": str(data_dir),
+        "SCX_WORKER_INTERVAL_SECONDS": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "marketplace.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("the server exited")
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        yield base, time.perf_counter() - started
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def sample_requests(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[str]]:
+    """Paths of public listings' matches, and search texts from benchmark needs."""
+    engine = db.make_engine(Settings(data_dir=data_dir).resolved_database_url)
+    with Session(engine) as session:
+        ids = list(
+            session.exec(
+                select(Listing.id).where(col(Listing.visibility) == "public").limit(50_000)
+            )
+        )
+    engine.dispose()
+    rng = random.Random(seed)
+    paths = [f"/api/v1/listings/{listing_id}/matches" for listing_id in rng.sample(ids, count)]
+    needs = [f for subset in load_bench(BENCH) for f in subset.needs]
+    texts = [" ".join(f.title.split()[:12]) for f in rng.sample(needs, min(count, len(needs)))]
+    return paths, texts
+
+
+def timed(requests: list[Callable[[], httpx.Response]]) -> tuple[list[float], int]:
+    latencies, errors = [], 0
+    for send in track(requests, description="requests", console=console, transient=True):
+        started = time.perf_counter()
+        response = send()
+        latencies.append((time.perf_counter() - started) * 1000)
+        errors += response.status_code != 200
+    return latencies, errors
+
+
+def wrk(base: str, script: str, seconds: int) -> dict[str, float] | None:
+    if shutil.which("wrk") is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    try:
+        result = subprocess.run(
+            ["wrk", "-t", "1", "-c", "4", "-d", f"{seconds}s", "--latency", "-s", file.name, base],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(file.name)
+    out = result.stdout
+    stats: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] in (["50%"], ["99%"]):
+            stats[parts[0]] = _ms(parts[1])
+        if line.startswith("Requests/sec:"):
+            stats["rps"] = float(parts[1])
+        if "requests in" in line:
+            stats["requests"] = float(parts[0])
+        if line.strip().startswith("Non-2xx"):
+            stats["errors"] = float(parts[-1])
+    stats.setdefault("errors", 0.0)
+    return stats
+
+
+def _ms(value: str) -> float:
+    for suffix, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * scale
+    return float(value)
+
+
+def _lua(paths: list[str], bodies: list[str] | None) -> str:
+    items = json.dumps(paths if bodies is None else bodies)
+    lua_list = "{" + ",".join(json.dumps(x) for x in json.loads(items)) + "}"
+    if bodies is None:
+        return (
+            f"local p = {lua_list}\nlocal i = 0\nrequest = function()\n"
+            "  i = i % #p + 1\n  return wrk.format('GET', p[i])\nend\n"
+        )
+    return (
+        f"local b = {lua_list}\nlocal i = 0\nwrk.headers['Content-Type'] = 'application/json'\n"
+        "request = function()\n  i = i % #b + 1\n"
+        "  return wrk.format('POST', '/api/v1/search', nil, b[i])\nend\n"
+    )
+
+
+def run_http(args: argparse.Namespace) -> None:
+    size = 2_000 if args.smoke else args.size
+    count = 50 if args.smoke else args.requests
+    data_dir = build_catalogue(size, args.data_dir or catalogue_dir(size))
+    paths, texts = sample_requests(data_dir, count, seed=3)
+    bodies = [json.dumps({"text": t, "limit": 10}) for t in texts]
+    rows = []
+    with server(data_dir) as (base, _), httpx.Client(base_url=base, timeout=30) as client:
+        for send in ([lambda p=p: client.get(p) for p in paths[:20]]
+                     + [lambda b=b: client.post("/api/v1/search", content=b,
+                                               headers={"Content-Type": "application/json"})
+                        for b in bodies[:20]]):  # fmt: skip
+            send()  # warm-up: caches, first-call costs
+        for label, requests, target in (
+            ("GET matches", [lambda p=p: client.get(p) for p in paths], "p50<=10 p99<=40"),
+            (
+                "POST search",
+                [
+                    lambda b=b: client.post(
+                        "/api/v1/search", content=b, headers={"Content-Type": "application/json"}
+                    )
+                    for b in bodies
+                ],
+                "p50<=15",
+            ),
+        ):
+            latencies, errors = timed(requests)
+            rows.append(
+                [label, "httpx, 1 client", str(len(latencies)), f"{percentile(latencies, 50):.1f}",
+                 f"{percentile(latencies, 99):.1f}", str(errors), "-", target]
+            )  # fmt: skip
+        for label, script in (
+            ("GET matches", _lua(paths, None)),
+            ("POST search", _lua([], bodies)),
+        ):
+            stats = wrk(base, script, 5 if args.smoke else args.seconds)
+            if stats is not None:
+                rows.append(
+                    [label, "wrk, 4 connections", f"{stats.get('requests', 0):.0f}",
+                     f"{stats['50%']:.1f}", f"{stats['99%']:.1f}", f"{stats['errors']:.0f}",
+                     f"{stats['rps']:.0f}", ""]
+                )  # fmt: skip
+    table(
+        f"HTTP at {size:,} listings, one uvicorn worker on 127.0.0.1 (anonymous)",
+        ["request", "load", "requests", "p50 ms", "p99 ms", "errors", "req/s", "target"],
+        rows,
+    )
+
+
+# -- restart -----------------------------------------------------------------------------------
+
+_OPEN = """
+import json, resource, sys, time
+started = time.perf_counter()
+from marketplace import db
+from marketplace.embedder import shared_embedder
+from marketplace.search_index import SearchIndex
+from marketplace.settings import Settings
+settings = Settings(data_dir=sys.argv[1])
+embedder = shared_embedder(None)
+loaded = time.perf_counter()
+engine = db.make_engine(settings.resolved_database_url)
+index = SearchIndex(engine, embedder, path=settings.index_path)
+report = index.open()
+opened = time.perf_counter()
+if sys.argv[2] == "save":
+    index.save()
+print(json.dumps({"model_s": loaded - started, "open_s": opened - loaded,
+                  "listings": report.listings, "embedded": report.embedded,
+                  "snapshot": report.from_snapshot, "save_s": time.perf_counter() - opened,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def open_in_fresh_process(data_dir: Path, save: bool) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN, str(data_dir), "save" if save else "-"],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def run_restart(args: argparse.Namespace) -> None:
+    size = 2_000 if args.smoke else args.size
+    data_dir = build_catalogue(size, args.data_dir or catalogue_dir(size))
+    settings = Settings(data_dir=data_dir)
+    snapshot = settings.index_path.with_name(settings.index_path.stem + ".snapshot")
+    snapshot.unlink(missing_ok=True)
+    settings.index_path.unlink(missing_ok=True)
+    rows = []
+    for label, save in (("no snapshot (rebuild from DB)", True), ("with snapshot", False)):
+        with console.status(label):
+            r = open_in_fresh_process(data_dir, save)
+        rows.append(
+            [label, f"{r['listings']:,}", str(r["embedded"]), str(r["snapshot"]),
+             f"{r['model_s']:.1f}", f"{r['open_s']:.2f}", f"{r['save_s']:.2f}",
+             f"{r['rss_mb']:.0f}"]
+        )  # fmt: skip
+    with console.status("uvicorn from spawn to /health"), server(data_dir) as (_, seconds):
+        pass
+    rows.append(["uvicorn spawn -> /health, snapshot", f"{size:,}", "-", "True", "-",
+                 f"{seconds:.2f} total", "-", "-"])  # fmt: skip
+    table(
+        f"Restart at {size:,} listings (target: ready <= 5 s without re-embedding)",
+        ["start", "listings", "embedded", "from snapshot", "model load s", "index open s",
+         "save s", "peak RSS MB"],
+        rows,
+    )  # fmt: skip
+    console.print(f"snapshot {snapshot.stat().st_size / 1e6:.0f} MB, "
+                  f"vectors {settings.index_path.stat().st_size / 1e6:.0f} MB")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["ingest", "http", "restart"])
+    parser.add_argument("--count", type=int, default=300, help="ingest: listings per path")
+    parser.add_argument("--size", type=int, default=100_000, help="catalogue size")
+    parser.add_argument("--requests", type=int, default=300, help="http: requests per kind")
+    parser.add_argument("--seconds", type=int, default=10, help="http: wrk duration")
+    parser.add_argument("--data-dir", type=Path, default=None, help="catalogue data dir")
+    parser.add_argument("--smoke", action="store_true", help="small sizes, in seconds")
+    args = parser.parse_args()
+    {"ingest": run_ingest, "http": run_http, "restart": run_restart}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
