@@ -17,6 +17,7 @@ from marketplace.api import (
     me,
     members,
     organizations,
+    saved_searches,
     webhooks,
 )
 from marketplace.body_limit import BodySizeLimit
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             log.info("index ready: %d listings, %d embedded, %.1f s", *astuple(report))
             index.start()
             app.state.search_index = index
-            worker = BackgroundWorker(engine, settings)
+            worker = BackgroundWorker(engine, settings, index)
             if settings.worker_interval_seconds > 0:
                 worker.start()
             try:
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     api = APIRouter(prefix="/api/v1")
     for module in (auth, me, organizations, members, listings, matches, agreements, webhooks):
         api.include_router(module.router)
+    api.include_router(saved_searches.router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, str]:

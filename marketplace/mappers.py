@@ -9,6 +9,7 @@ from marketplace.models import (
     Listing,
     Member,
     Organization,
+    SavedSearch,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -26,6 +27,7 @@ from schemas.events import EventRead
 from schemas.listings import ATTRIBUTES_BY_KIND, ListingKind, ListingRead, OrganizationRef, side_of
 from schemas.members import MemberRead
 from schemas.organizations import OrganizationRead
+from schemas.saved_searches import SavedSearchRead
 from schemas.webhooks import (
     DeliveryRead,
     WebhookEndpointCreated,
@@ -151,3 +153,7 @@ def delivery_read(row: WebhookDelivery) -> DeliveryRead:
         delivered_at=row.delivered_at,
         created_at=row.created_at,
     )
+
+
+def saved_search_read(row: SavedSearch) -> SavedSearchRead:
+    return SavedSearchRead.model_validate(row, from_attributes=True)

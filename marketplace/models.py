@@ -18,7 +18,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 from schemas.agreements import AgreementStatus, AgreementType
-from schemas.listings import ListingKind, ListingStatus, Sector, Visibility
+from schemas.listings import ListingKind, ListingStatus, Sector, Side, Visibility
 from schemas.matches import FeedbackVerdict
 from schemas.members import Role
 from schemas.organizations import OrganizationKind
@@ -378,3 +378,54 @@ class MatchFeedback(SQLModel, table=True):
     reason: str = Field(default="", max_length=1000)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class SavedSearch(SQLModel, table=True):
+    """An organization's standing query, free text or one of its own listings, and the score
+    at which a newly published listing raises `match.new` for it.
+
+    A text search stores the embedding of its text (`query_vector`, float32 like
+    `listing_embeddings`, of `model_name`), written with the text, so alerts never re-embed it.
+    """
+
+    __tablename__ = "saved_searches"
+    __table_args__ = (UniqueConstraint("id"),)
+
+    row_id: int | None = Field(default=None, primary_key=True)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    organization_id: uuid.UUID = Field(
+        foreign_key="organizations.id", index=True, ondelete="CASCADE"
+    )
+    name: str = Field(max_length=200)
+    text: str | None = Field(default=None, max_length=2000)
+    listing_id: uuid.UUID | None = Field(
+        default=None, foreign_key="listings.id", index=True, ondelete="CASCADE"
+    )
+    kinds: list[str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    side: Side | None = Field(default=None, sa_type=String(8))
+    sector: Sector | None = Field(default=None, sa_type=String(32))
+    country: str | None = Field(default=None, max_length=2)
+    organization_kind: OrganizationKind | None = Field(default=None, sa_type=String(32))
+    min_score: float
+    enabled: bool = True
+    model_name: str | None = Field(default=None, max_length=500)
+    query_vector: bytes | None = Field(default=None, sa_type=LargeBinary)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    version: int = 1
+
+
+class MatchAlertJob(SQLModel, table=True):
+    """A published listing whose `match.new` alerts are still to be raised.
+
+    Written in the transaction of its `listing.published` event; deleted in the transaction that
+    appends the alerts (services/match_alerts.py). At most one is pending per listing.
+    """
+
+    __tablename__ = "match_alert_jobs"
+
+    listing_id: uuid.UUID = Field(foreign_key="listings.id", primary_key=True, ondelete="CASCADE")
+    event_id: uuid.UUID = Field(foreign_key="events.id")
+    queued_at: datetime = _timestamp()

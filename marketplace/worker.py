@@ -1,8 +1,10 @@
-"""The background worker each app process runs: the agreement deadline sweep and the webhook
-dispatcher, every `worker_interval_seconds`, in one thread started and stopped by the lifespan.
+"""The background worker each app process runs: the agreement deadline sweep, the `match.new`
+alerts of newly published listings and the webhook dispatcher, every `worker_interval_seconds`,
+in one thread started and stopped by the lifespan.
 
-Several processes may run it over one PostgreSQL: agreements are row-locked while they move and
-deliveries are claimed with SKIP LOCKED under a lease, so nothing is moved or sent twice.
+Several processes may run it over one PostgreSQL: agreements are row-locked while they move, alert
+jobs are taken with SKIP LOCKED and deleted with their alerts, and deliveries are claimed with SKIP
+LOCKED under a lease, so nothing is moved, alerted or sent twice.
 """
 
 import logging
@@ -11,7 +13,8 @@ import threading
 from sqlalchemy import Engine
 
 from marketplace import db
-from marketplace.services import agreements, webhook_dispatch
+from marketplace.search_index import SearchIndex
+from marketplace.services import agreements, match_alerts, webhook_dispatch
 from marketplace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,8 +23,9 @@ _BATCH = 10
 
 
 class BackgroundWorker:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, index: SearchIndex) -> None:
         self._engine = engine
+        self._index = index
         self._interval = settings.worker_interval_seconds
         self._policy = webhook_dispatch.DispatchPolicy.from_settings(settings)
         self._stop = threading.Event()
@@ -37,9 +41,14 @@ class BackgroundWorker:
             self._thread.join()
 
     def run_once(self) -> None:
-        """One round: move every agreement whose time has come, then send what is due."""
+        """One round: move every agreement whose time has come, raise the alerts of new
+        listings, then send what is due."""
         with db.session_scope(self._engine) as session:
             agreements.advance_due(session)
+        with db.session_scope(self._engine) as session:
+            while not self._stop.is_set():
+                if match_alerts.process_due(session, index=self._index, limit=_BATCH) < _BATCH:
+                    break
         with db.session_scope(self._engine) as session:
             while not self._stop.is_set():
                 if (

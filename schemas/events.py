@@ -11,10 +11,12 @@ from pydantic import BaseModel, Field
 class SubjectType(StrEnum):
     AGREEMENT = "agreement"
     LISTING = "listing"
+    SAVED_SEARCH = "saved_search"
 
 
 class EventType(StrEnum):
     LISTING_PUBLISHED = "listing.published"
+    MATCH_NEW = "match.new"
     AGREEMENT_PROPOSED = "agreement.proposed"
     AGREEMENT_COUNTERED = "agreement.countered"
     AGREEMENT_PARTY_SIGNED = "agreement.party_signed"

@@ -24,8 +24,12 @@ def as_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
+def from_bytes(data: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
 def as_vector(row: ListingEmbedding) -> npt.NDArray[np.float32]:
-    return np.frombuffer(row.vector, dtype="<f4").astype(np.float32)
+    return from_bytes(row.vector)
 
 
 def record_changes(session: Session, row_ids: Sequence[int]) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from marketplace.canonical import sha256_hex
-from marketplace.models import Event, EventChain, Listing, Member, utc_now
+from marketplace.models import Event, EventChain, Listing, MatchAlertJob, Member, utc_now
 from marketplace.services import webhooks
 from marketplace.services.pagination import decode_cursor, next_cursor
 from schemas.events import BrokenLink, EventType, SubjectType
@@ -67,11 +67,13 @@ def append(
     chain = (col(EventChain.subject_type) == subject_type) & (
         col(EventChain.subject_id) == subject_id
     )
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(EventChain)
-        .values(subject_type=subject_type, subject_id=subject_id, length=0, head_hash=GENESIS_HASH)
-        .on_conflict_do_nothing()
+    _insert_if_absent(
+        session,
+        EventChain,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        length=0,
+        head_hash=GENESIS_HASH,
     )
     sequence, prev_hash = session.execute(
         update(EventChain)
@@ -99,13 +101,19 @@ def append(
     return event
 
 
+def _insert_if_absent(session: Session, table: type[SQLModel], **values: Any) -> None:
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
 def listing_status_changed(
     session: Session, *, listing: Listing, actor: Member, before: str | None, after: str
 ) -> None:
-    """Record `listing.published` when a listing becomes published; the caller commits."""
+    """Record `listing.published` when a listing becomes published, and queue its `match.new`
+    alerts for the background worker (services/match_alerts.py); the caller commits."""
     if after != ListingStatus.PUBLISHED or before == ListingStatus.PUBLISHED:
         return
-    append(
+    event = append(
         session,
         subject_type=SubjectType.LISTING,
         subject_id=listing.id,
@@ -114,6 +122,8 @@ def listing_status_changed(
         actor=actor,
         data={"listing_id": str(listing.id), "kind": str(listing.kind)},
     )
+    # A listing published again before its alerts were raised keeps its one pending job.
+    _insert_if_absent(session, MatchAlertJob, listing_id=listing.id, event_id=event.id)
 
 
 def chain_of(
