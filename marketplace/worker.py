@@ -46,9 +46,8 @@ class BackgroundWorker:
         with db.session_scope(self._engine) as session:
             agreements.advance_due(session)
         with db.session_scope(self._engine) as session:
-            while not self._stop.is_set():
-                if match_alerts.process_due(session, index=self._index, limit=_BATCH) < _BATCH:
-                    break
+            while not self._stop.is_set() and match_alerts.process_due(session, index=self._index):
+                pass
         with db.session_scope(self._engine) as session:
             while not self._stop.is_set():
                 if (

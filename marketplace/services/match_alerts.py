@@ -14,18 +14,19 @@ needs the new listing in the index, which only follows its transaction's commit,
 saved search that could match is work no request should wait for.
 
 Exactly once: a `match_alert_jobs` row commits with the `listing.published` event
-(services/events.py), so a committed publication is never forgotten. A worker settles a job in one
-transaction: it takes the job (`FOR UPDATE SKIP LOCKED` on PostgreSQL), ranks, deletes the job by
-compare-and-set on its event id, and appends every `match.new` event with its webhook outbox rows.
-A crash before the commit leaves the job for the next round and no events; the commit leaves the
-events and no job; of two workers on one job, only one deletes it and commits.
+(services/events.py), so a committed publication is never forgotten. A worker settles a batch of
+jobs in one transaction: it takes them (`FOR UPDATE SKIP LOCKED` on PostgreSQL), ranks, deletes
+them by compare-and-set on their event ids, and appends every `match.new` event with its webhook
+outbox rows. A crash before the commit leaves the jobs for the next round and no events; the commit
+leaves the events and no jobs; of two workers on one job, only one deletes it and commits.
 """
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_, update
+from sqlalchemy import CursorResult, delete, update
 from sqlmodel import Session, col, select
 
 from marketplace.listing_facts import listing_facts
@@ -34,48 +35,57 @@ from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings, events, matches
 from marketplace.services.saved_searches import wanted_kinds
 from schemas.events import EventType, SubjectType
-from schemas.listings import ListingKind, ListingStatus, Visibility, side_of
+from schemas.listings import ListingKind, ListingStatus, Visibility
 from schemas.matches import FeedbackVerdict
 
 log = logging.getLogger(__name__)
 
 
-def process_due(session: Session, *, index: SearchIndex, limit: int = 10) -> int:
-    """Settle up to `limit` pending publications, oldest first, one transaction each.
+def process_due(session: Session, *, index: SearchIndex, limit: int = 50) -> int:
+    """Raise the alerts of up to `limit` pending publications, oldest first, in one transaction.
 
-    Returns how many were settled; a job another worker took meanwhile is left to it.
+    Returns how many were settled: 0 when none is pending, or when the pending ones are taken by
+    another worker.
     """
     jobs = session.exec(
-        select(MatchAlertJob.listing_id, MatchAlertJob.event_id)
+        select(MatchAlertJob)
         .order_by(col(MatchAlertJob.queued_at))
         .limit(limit)
+        .with_for_update(skip_locked=True)
     ).all()
-    session.rollback()
-    return sum(_settle(session, index, listing_id, event_id) for listing_id, event_id in jobs)
-
-
-def _settle(
-    session: Session, index: SearchIndex, listing_id: uuid.UUID, event_id: uuid.UUID
-) -> bool:
-    this_job = (col(MatchAlertJob.listing_id) == listing_id) & (
-        col(MatchAlertJob.event_id) == event_id
+    if not jobs:
+        session.rollback()
+        return 0
+    listings = list(
+        session.exec(
+            select(Listing).where(col(Listing.id).in_([job.listing_id for job in jobs]))
+        ).unique()
     )
-    if (
-        session.exec(select(MatchAlertJob).where(this_job).with_for_update(skip_locked=True))
-    ).first() is None:
+    index.sync()  # now the index holds each listing as just read, or a later state of it
+    searches = _Searches.load(session, index)
+    alerts = sorted(
+        (
+            (search, listing, score)
+            for listing in listings
+            if _alertable(index, listing)
+            for search, score in _alerts(session, index, searches, listing)
+        ),
+        # Chain heads are locked in one order by every worker, so two never deadlock.
+        key=lambda alert: (alert[0].id, alert[1].row_id or 0),
+    )
+    taken = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(MatchAlertJob).where(
+                col(MatchAlertJob.listing_id).in_([job.listing_id for job in jobs]),
+                col(MatchAlertJob.event_id).in_([job.event_id for job in jobs]),
+            )
+        ),
+    )
+    if taken.rowcount != len(jobs):  # another worker settled some meanwhile (SQLite: no locks)
         session.rollback()
-        return False
-    listing = session.exec(select(Listing).where(Listing.id == listing_id)).first()
-    if listing is None:  # deleted meanwhile, and its job with it (SQLite has no row locks)
-        session.rollback()
-        return False
-    index.sync()  # now the index holds the listing as just read, or a later state of it
-    alerts = _alerts(session, index, listing) if _alertable(index, listing) else []
-    taken = cast(CursorResult[Any], session.execute(delete(MatchAlertJob).where(this_job)))
-    if taken.rowcount != 1:  # settled by another worker meanwhile (SQLite has no row locks)
-        session.rollback()
-        return False
-    for search, score in alerts:  # in id order: chain heads are always locked in one order
+        return 0
+    for search, listing, score in alerts:
         events.append(
             session,
             subject_type=SubjectType.SAVED_SEARCH,
@@ -91,7 +101,7 @@ def _settle(
             },
         )
     session.commit()
-    return True
+    return len(jobs)
 
 
 def _alertable(index: SearchIndex, listing: Listing) -> bool:
@@ -109,44 +119,45 @@ def _alertable(index: SearchIndex, listing: Listing) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Searches:
+    """The enabled saved searches, the listings of those that follow one, and what each
+    organization may see in the index (built once per organization and batch)."""
+
+    index: SearchIndex
+    enabled: list[SavedSearch]
+    own_listings: dict[uuid.UUID, Listing]
+    _visible: dict[uuid.UUID, set[int]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, index: SearchIndex) -> "_Searches":
+        enabled = list(session.exec(select(SavedSearch).where(col(SavedSearch.enabled))))
+        followed = [search.listing_id for search in enabled if search.listing_id]
+        own = session.exec(select(Listing).where(col(Listing.id).in_(followed))).unique()
+        return cls(index, enabled, {listing.id: listing for listing in own})
+
+    def visible_to(self, organization_id: uuid.UUID) -> set[int]:
+        if organization_id not in self._visible:
+            self._visible[organization_id] = self.index.visible_ids(organization_id)
+        return self._visible[organization_id]
+
+
 def _alerts(
-    session: Session, index: SearchIndex, listing: Listing
+    session: Session, index: SearchIndex, searches: _Searches, listing: Listing
 ) -> list[tuple[SavedSearch, float]]:
-    """The other organizations' saved searches the listing meets, with its score, by id."""
+    """Other organizations' saved searches that the listing meets, with its score."""
     kind = ListingKind(listing.kind)
-    candidates = session.exec(
-        select(SavedSearch)
-        .where(
-            col(SavedSearch.enabled),
-            SavedSearch.organization_id != listing.organization_id,
-            or_(col(SavedSearch.side).is_(None), col(SavedSearch.side) == side_of(kind)),
-            or_(col(SavedSearch.sector).is_(None), col(SavedSearch.sector) == listing.sector),
-            or_(col(SavedSearch.country).is_(None), col(SavedSearch.country) == listing.country),
-            or_(
-                col(SavedSearch.organization_kind).is_(None),
-                col(SavedSearch.organization_kind) == listing.organization.kind,
-            ),
-        )
-        .order_by(col(SavedSearch.id))
-    ).all()
-    own_listings = {
-        row.id: row
-        for row in session.exec(
-            select(Listing).where(
-                col(Listing.id).in_([s.listing_id for s in candidates if s.listing_id])
-            )
-        ).unique()
-    }
-    visible: dict[uuid.UUID, set[int]] = {}
     found = []
-    for search in candidates:
-        own = own_listings.get(search.listing_id) if search.listing_id else None
+    for search in searches.enabled:
+        if search.organization_id == listing.organization_id or not _passes_filters(
+            search, listing
+        ):
+            continue
+        own = searches.own_listings.get(search.listing_id) if search.listing_id else None
         kinds = wanted_kinds(search.kinds, search.side, counterparts_of=own.kind if own else None)
         if kind not in kinds:
             continue
-        if search.organization_id not in visible:
-            visible[search.organization_id] = index.visible_ids(search.organization_id)
-        allowed = visible[search.organization_id]
+        allowed = searches.visible_to(search.organization_id)
         score = (
             _listing_score(session, index, search, own, listing, kinds, allowed)
             if own is not None
@@ -155,6 +166,18 @@ def _alerts(
         if score is not None:
             found.append((search, score))
     return found
+
+
+def _passes_filters(search: SavedSearch, listing: Listing) -> bool:
+    """The filters `POST /search` applies to its results."""
+    return all(
+        wanted is None or wanted == actual
+        for wanted, actual in (
+            (search.sector, listing.sector),
+            (search.country, listing.country),
+            (search.organization_kind, listing.organization.kind),
+        )
+    )
 
 
 def _text_score(

@@ -2,6 +2,7 @@
 a listing of another organization is published, through the event chain to a signed webhook."""
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -347,6 +348,29 @@ class TestMatchAlerts:
         assert stored.model_name == embedder.model_name
         assert stored.query_vector == embeddings.as_bytes(embedder.encode([STEEL_QUERY])[0])
         assert stored.version == search["version"]
+
+    def test_two_workers_at_once_alert_each_publication_once(
+        self, client: TestClient, engine: Engine, searcher: Actor, publisher: Actor
+    ) -> None:
+        save(client, searcher)
+        published = {
+            create_listing(client, publisher, "dataset", **STEEL_DATASET)["id"] for _ in range(4)
+        }
+        index = client.app.state.search_index  # type: ignore[attr-defined]
+
+        def work() -> None:
+            with Session(engine) as session:
+                while match_alerts.process_due(session, index=index, limit=1):
+                    pass
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+        assert raise_alerts(client) == 0
+        assert sorted(a["listing_id"] for a in alerts(engine)) == sorted(published)
 
     def test_a_failed_round_leaves_the_publication_for_the_next(
         self,
