@@ -275,7 +275,7 @@ def build_catalogue(size: int, data_dir: Path) -> Path:
         orgs = [m.organization_id for m in owners(session, 60)]
     rng = np.random.default_rng(11)
     regions = ["Anhui", "Beijing", "Shanghai", "Guangdong", "Zhejiang", "Sichuan", "Hubei"]
-    sectors = ["manufacturing", "smart_city", "healthcare", "energy", "agriculture"]
+    sectors = ["manufacturing", "smart_city", "healthcare", "energy_carbon", "agriculture"]
     model = embedder.model_name
     now = datetime.now(UTC)
     listing_table, embedding_table = Listing.__table__, ListingEmbedding.__table__  # type: ignore[attr-defined]
