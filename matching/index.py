@@ -39,9 +39,12 @@ import numpy.typing as npt
 
 IndexKind = Literal["flat", "hnsw"]
 
-# faiss-cpu 1.15 ships with a BLAS threshold of 128,000 queries, so batches were scored one
-# vector at a time; from 20 queries up, BLAS is 6-8x faster with the same results (PERF-NOTES).
-faiss.cvar.distance_compute_blas_threshold = 20
+# Exhaustive search switches to BLAS from this many queries in one call. FAISS 1.15 compares
+# nx * d (not nx) with distance_compute_blas_threshold, whose default 128,000 keeps batches of up
+# to 333 queries at d=384 off BLAS; PERF-NOTES found BLAS 6-8x faster for such batches. Setting
+# the threshold to 20 as older FAISS read it would send even single queries to BLAS, which
+# measured 5-20x slower (10k: 7.6 ms against 0.4 ms), so it is set to 20 * d per index.
+_BLAS_MIN_QUERIES = 20
 
 _MAGIC = b"SCXVIDX1"
 _FORMAT_VERSION = 1
@@ -141,6 +144,8 @@ class VectorIndex:
             self._flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         else:
             self._hnsw = self._new_hnsw()
+        # A process-wide FAISS setting; processes hold indexes of one dimension.
+        faiss.cvar.distance_compute_blas_threshold = _BLAS_MIN_QUERIES * dimension
 
     # -- size and membership -------------------------------------------------------------------
 
@@ -561,8 +566,14 @@ def _as_ids(ids: Iterable[int] | npt.ArrayLike) -> npt.NDArray[np.int64]:
 
 @contextmanager
 def _omp_threads_for(query_count: int) -> Iterator[None]:
-    """Run one query on one OpenMP thread: FAISS parallelises over queries, so a second thread
-    only adds start-up cost (10k flat: 0.23 ms vs 0.48 ms, PERF-NOTES). Batches keep them all."""
+    """Run a single query on one OpenMP thread; batches keep them all.
+
+    With two threads FAISS 1.15 splits one query's exhaustive scan across the database with BLAS
+    blocks: slower on small indexes (10k: 0.48 against 0.23 ms, PERF-NOTES), and on a busy
+    2-core machine far slower at every size, as each OpenMP barrier waits for a descheduled
+    thread (measured here: 10k 14 against 0.4 ms, 1M 400 against 60-145 ms). One request, one
+    core, also leaves the other core to concurrent requests and to the query encoder.
+    """
     if query_count > 1:
         yield
         return
