@@ -4,18 +4,17 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, CursorResult, String, and_, or_
+from sqlalchemy import ColumnElement, String, and_, or_
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
-from marketplace.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
+from marketplace.errors import Forbidden, InvalidInput, NotFound
 from marketplace.models import Listing, Member, Organization, utc_now
-from marketplace.services import embeddings, events
+from marketplace.services import embeddings, events, versions
 from marketplace.services.pagination import decode_cursor, next_cursor
 from matching.embedding import Embedder
 from schemas.errors import FieldError
@@ -182,14 +181,6 @@ def _owned(session: Session, *, actor: Member, listing_id: uuid.UUID) -> Listing
     return listing
 
 
-def _check_version(listing: Listing, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != listing.version:
-        raise PreconditionFailed(
-            f"The listing changed (now version {listing.version}); reload and retry.",
-            code="stale_version",
-        )
-
-
 def update(
     session: Session,
     *,
@@ -201,7 +192,7 @@ def update(
 ) -> Listing:
     """Apply a partial update if the caller saw the current version; re-embed changed text."""
     listing = _owned(session, actor=actor, listing_id=listing_id)
-    _check_version(listing, expected_version)
+    versions.check_version(listing, expected_version, noun="listing")
     changes = data.model_dump(mode="json", exclude_unset=True)
     if "attributes" in changes:
         attributes_model = ATTRIBUTES_BY_KIND[ListingKind(listing.kind)]
@@ -229,10 +220,11 @@ def update(
         before=listing.status,
         after=changes.get("status", listing.status),
     )
-    _compare_and_set(
+    versions.compare_and_set(
         session,
         listing,
         sql_update(Listing).values(**changes, version=listing.version + 1, updated_at=utc_now()),
+        noun="listing",
     )
     session.refresh(listing)
     embeddings.refresh(session, [listing], embedder=embedder)
@@ -240,29 +232,12 @@ def update(
     return listing
 
 
-def _compare_and_set(session: Session, listing: Listing, statement: Any) -> None:
-    """Run an UPDATE or DELETE only if nobody changed the row since it was read (no commit)."""
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            statement.where(
-                col(Listing.row_id) == listing.row_id, col(Listing.version) == listing.version
-            )
-        ),
-    )
-    if result.rowcount != 1:
-        session.rollback()
-        raise PreconditionFailed(
-            "The listing changed meanwhile; reload and retry.", code="stale_version"
-        )
-
-
 def delete(
     session: Session, *, actor: Member, listing_id: uuid.UUID, expected_version: int | None
 ) -> None:
     listing = _owned(session, actor=actor, listing_id=listing_id)
-    _check_version(listing, expected_version)
+    versions.check_version(listing, expected_version, noun="listing")
     row_id = listing.row_id or 0
-    _compare_and_set(session, listing, sql_delete(Listing))
+    versions.compare_and_set(session, listing, sql_delete(Listing), noun="listing")
     embeddings.record_changes(session, [row_id])
     session.commit()

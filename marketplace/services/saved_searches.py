@@ -8,16 +8,15 @@ it again.
 """
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, func, select
 
-from marketplace.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from marketplace.errors import Conflict, InvalidInput, NotFound
 from marketplace.models import Listing, Member, SavedSearch, utc_now
-from marketplace.services import embeddings
+from marketplace.services import embeddings, versions
 from marketplace.services.pagination import decode_cursor, next_cursor
 from matching.embedding import Embedder
 from schemas.errors import FieldError
@@ -133,7 +132,7 @@ def update(
 ) -> SavedSearch:
     """Change a saved search if the caller saw its current version; re-embed changed text."""
     search = get(session, actor=actor, saved_search_id=saved_search_id)
-    _check_version(search, expected_version)
+    versions.check_version(search, expected_version, noun="saved search")
     changes = data.model_dump(exclude_unset=True)
     state = {
         field: changes.get(field, getattr(search, field))
@@ -143,11 +142,13 @@ def update(
     text = state["text"]
     if text != search.text or (text is not None and search.model_name != embedder.model_name):
         changes |= _embedding(text, embedder)
-    _compare_and_set(
+    versions.compare_and_set(
         session,
         search,
         sql_update(SavedSearch).values(**changes, version=search.version + 1, updated_at=utc_now()),
+        noun="saved search",
     )
+    session.commit()
     session.refresh(search)
     return search
 
@@ -157,31 +158,6 @@ def delete(
 ) -> None:
     """Remove a saved search; the `match.new` events it raised stay in its trail."""
     search = get(session, actor=actor, saved_search_id=saved_search_id)
-    _check_version(search, expected_version)
-    _compare_and_set(session, search, sql_delete(SavedSearch))
-
-
-def _check_version(search: SavedSearch, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != search.version:
-        raise PreconditionFailed(
-            f"The saved search changed (now version {search.version}); reload and retry.",
-            code="stale_version",
-        )
-
-
-def _compare_and_set(session: Session, search: SavedSearch, statement: Any) -> None:
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            statement.where(
-                col(SavedSearch.row_id) == search.row_id,
-                col(SavedSearch.version) == search.version,
-            )
-        ),
-    )
-    if result.rowcount != 1:
-        session.rollback()
-        raise PreconditionFailed(
-            "The saved search changed meanwhile; reload and retry.", code="stale_version"
-        )
+    versions.check_version(search, expected_version, noun="saved search")
+    versions.compare_and_set(session, search, sql_delete(SavedSearch), noun="saved search")
     session.commit()

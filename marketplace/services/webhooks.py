@@ -5,17 +5,16 @@ import base64
 import secrets
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, func, select
 
 from marketplace import url_guard
-from marketplace.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from marketplace.errors import Conflict, InvalidInput, NotFound
 from marketplace.models import Event, Member, WebhookDelivery, WebhookEndpoint, utc_now
-from marketplace.services import members
+from marketplace.services import members, versions
 from marketplace.services.pagination import decode_cursor, next_cursor
 from schemas.errors import FieldError
 from schemas.webhooks import (
@@ -108,7 +107,7 @@ def update(
 ) -> WebhookEndpoint:
     """Change an endpoint if the caller saw its current version."""
     endpoint = get(session, actor=actor, endpoint_id=endpoint_id)
-    _check_version(endpoint, expected_version)
+    versions.check_version(endpoint, expected_version, noun="endpoint")
     values: dict[str, Any] = {
         field: value
         for field, value in data.model_dump(mode="json", exclude_unset=True).items()
@@ -116,13 +115,15 @@ def update(
     }
     if "url" in values:
         _check_url(values["url"], allow_private=allow_private)
-    _compare_and_set(
+    versions.compare_and_set(
         session,
         endpoint,
         sql_update(WebhookEndpoint).values(
             **values, version=endpoint.version + 1, updated_at=utc_now()
         ),
+        noun="endpoint",
     )
+    session.commit()
     session.refresh(endpoint)
     return endpoint
 
@@ -132,33 +133,8 @@ def delete(
 ) -> None:
     """Remove an endpoint and its delivery history."""
     endpoint = get(session, actor=actor, endpoint_id=endpoint_id)
-    _check_version(endpoint, expected_version)
-    _compare_and_set(session, endpoint, sql_delete(WebhookEndpoint))
-
-
-def _check_version(endpoint: WebhookEndpoint, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != endpoint.version:
-        raise PreconditionFailed(
-            f"The endpoint changed (now version {endpoint.version}); reload and retry.",
-            code="stale_version",
-        )
-
-
-def _compare_and_set(session: Session, endpoint: WebhookEndpoint, statement: Any) -> None:
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            statement.where(
-                col(WebhookEndpoint.row_id) == endpoint.row_id,
-                col(WebhookEndpoint.version) == endpoint.version,
-            )
-        ),
-    )
-    if result.rowcount != 1:
-        session.rollback()
-        raise PreconditionFailed(
-            "The endpoint changed meanwhile; reload and retry.", code="stale_version"
-        )
+    versions.check_version(endpoint, expected_version, noun="endpoint")
+    versions.compare_and_set(session, endpoint, sql_delete(WebhookEndpoint), noun="endpoint")
     session.commit()
 
 
