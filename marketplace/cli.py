@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import uvicorn
@@ -24,6 +24,7 @@ from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings, matches, members, organizations
 from marketplace.settings import Settings
 from matching.evaluation import METHODS, evaluate_bench, load_bench
+from matching.ranking import Method
 from schemas.listings import ListingKind
 from schemas.matches import MAX_MATCHES, SearchRequest
 from schemas.members import MemberCreate, Role
@@ -244,8 +245,14 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
     """Score matching on a benchmark: nDCG@10, Recall@10 and MRR@10 per subset and method."""
-    subsets = load_bench(bench_dir)
-    methods = METHODS if method == EvalMethod.ALL else (method.value,)
+    try:
+        subsets = load_bench(bench_dir)
+    except (FileNotFoundError, ValueError, KeyError) as error:  # not a bench: say so, no traceback
+        err_console.print(f"[red]{bench_dir} is not a readable bench: {error}[/red]")
+        raise typer.Exit(1) from error
+    methods: tuple[Method, ...] = (
+        METHODS if method == EvalMethod.ALL else (cast(Method, method.value),)
+    )
     embedder = shared_embedder(_settings().embedding_model)
     total = sum(len(subset.needs) for subset in subsets) * len(methods)
     with Progress(console=err_console, transient=True, disable=as_json) as progress:
