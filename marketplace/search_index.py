@@ -105,7 +105,7 @@ class SearchIndex:
     def _build(self, started: datetime) -> OpenReport:
         """Build the index from the database, embedding only listings that lack a vector."""
         with Session(self.engine) as session:
-            self._floor = session.exec(select(func.coalesce(func.max(IndexChange.seq), 0))).one()
+            self._floor = session.exec(select(func.max(IndexChange.seq))).one() or 0
             embedded = self._embed_missing(session)
             total = self._load_all(session)
         return OpenReport(total, embedded, (utc_now() - started).total_seconds())

@@ -5,6 +5,7 @@ Both are written in the transaction of the listing write that causes them (no co
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -62,12 +63,18 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     ]
     vectors = embedder.encode([texts[i] for i in stale], bulk=True)
     for position, i in enumerate(stale):
-        row = stored.get(row_ids[i]) or ListingEmbedding(listing_row_id=row_ids[i])
-        row.model_name = model_name
-        row.text_hash = hashes[i]
-        row.dimension = embedder.dimension
-        row.vector = as_bytes(vectors[position])
-        row.updated_at = utc_now()
+        fields: dict[str, Any] = {
+            "model_name": model_name,
+            "text_hash": hashes[i],
+            "dimension": embedder.dimension,
+            "vector": as_bytes(vectors[position]),
+            "updated_at": utc_now(),
+        }
+        row = stored.get(row_ids[i])
+        if row is None:
+            row = ListingEmbedding(listing_row_id=row_ids[i], **fields)
+        else:
+            row.sqlmodel_update(fields)
         session.add(row)
     record_changes(session, row_ids)
     return len(stale)

@@ -7,6 +7,7 @@ listing made private a moment ago never shows even before every worker's index h
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -296,19 +297,28 @@ def give_feedback(
     counterpart = get_visible(session, viewer=viewer, listing_id=counterpart_id)
     if side_of(ListingKind(listing.kind)) == side_of(ListingKind(counterpart.kind)):
         raise NotFound("That listing is not a counterpart of this one.")
+    verdict: dict[str, Any] = {
+        "verdict": data.verdict,
+        "reason": data.reason,
+        "member_id": viewer.id,
+        "updated_at": utc_now(),
+    }
     row = session.exec(
         select(MatchFeedback).where(
             MatchFeedback.organization_id == viewer.organization_id,
             MatchFeedback.listing_id == listing.id,
             MatchFeedback.counterpart_id == counterpart.id,
         )
-    ).first() or MatchFeedback(
-        organization_id=viewer.organization_id, listing_id=listing.id, counterpart_id=counterpart.id
-    )
-    row.verdict = data.verdict
-    row.reason = data.reason
-    row.member_id = viewer.id
-    row.updated_at = utc_now()
+    ).first()
+    if row is None:
+        row = MatchFeedback(
+            organization_id=viewer.organization_id,
+            listing_id=listing.id,
+            counterpart_id=counterpart.id,
+            **verdict,
+        )
+    else:
+        row.sqlmodel_update(verdict)
     session.add(row)
     try:
         session.commit()
