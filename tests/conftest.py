@@ -127,7 +127,10 @@ def client(
     test_client = _clients.get(database_url)
     if test_client is None:
         data_dir = tmp_path_factory.mktemp("app") / "data"
-        app = create_app(Settings(database_url=database_url, data_dir=data_dir), embedder=embedder)
+        # No background worker: this app outlives its tests, and its sweeps and dispatches would
+        # race the tests that drive a worker of their own. The index follower still runs.
+        settings = Settings(database_url=database_url, data_dir=data_dir, worker_interval_seconds=0)
+        app = create_app(settings, embedder=embedder)
         test_client = _clients[database_url] = TestClient(app).__enter__()
     test_client.app.state.search_index.reload()  # type: ignore[attr-defined]
     return test_client
