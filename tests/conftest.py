@@ -22,6 +22,7 @@ from marketplace.embedder import shared_embedder
 from marketplace.models import metadata
 from marketplace.settings import Settings
 from matching.embedding import SentenceTransformerEmbedder
+from tests.factories import cheap_password_hashing
 
 POSTGRES_SERVER_URL = os.environ.get(
     "SCX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -94,6 +95,12 @@ def engine(database_url: str, _engines: dict[str, Engine]) -> Engine:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, data_dir=tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its lowest cost in every test: the same code paths, ~1 ms per hash."""
+    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,6 @@ from tests.factories import (
     add_member,
     agreement_body,
     assert_problem,
-    cheap_password_hashing,
     party,
     platform_admin,
     propose,
@@ -52,11 +51,6 @@ ALLOWED_ACTIONS = {
     "expired": set(),
     "terminated": set(),
 }
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="module")

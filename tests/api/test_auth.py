@@ -17,7 +17,6 @@ from marketplace.settings import Settings
 from tests.factories import (
     PASSWORD,
     assert_problem,
-    cheap_password_hashing,
     organization_body,
 )
 
@@ -25,11 +24,6 @@ URL = "/api/v1/auth/tokens"
 WINDOW_SECONDS = 900
 
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

@@ -12,15 +12,10 @@ from starlette.types import Message, Receive, Scope, Send
 from marketplace.app import create_app
 from marketplace.body_limit import BodySizeLimit
 from marketplace.settings import Settings
-from tests.factories import assert_problem, cheap_password_hashing, listing_body, sign_up
+from tests.factories import assert_problem, listing_body, sign_up
 
 LIMIT = 1024 * 1024
 LISTINGS = "/api/v1/listings"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 def json_headers(**extra: str) -> dict[str, str]:

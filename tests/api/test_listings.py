@@ -15,7 +15,6 @@ from tests.factories import (
     Actor,
     add_member,
     assert_problem,
-    cheap_password_hashing,
     create_listing,
     listing_body,
     sign_up,
@@ -25,11 +24,6 @@ URL = "/api/v1/listings"
 KINDS = ("dataset", "scenario", "compute", "model")
 # Hidden from members of other organizations; a member of the owning organization sees them all.
 HIDDEN = ("private", "draft", "paused", "closed")
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 def listing_url(listing_id: str) -> str:

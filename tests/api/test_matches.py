@@ -21,7 +21,6 @@ from tests.factories import (
     ATTRIBUTES,
     Actor,
     assert_problem,
-    cheap_password_hashing,
     listing_body,
     sign_up,
 )
@@ -29,11 +28,6 @@ from tests.factories import (
 SEARCH = "/api/v1/search"
 INDEX_WAIT = 5.0  # the index applies writes every 0.25 s; far more than that means it is stuck
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 # -- realistic listings ----------------------------------------------------------------------

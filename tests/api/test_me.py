@@ -4,7 +4,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -14,17 +13,11 @@ from tests.factories import (
     PASSWORD,
     Actor,
     assert_problem,
-    cheap_password_hashing,
     sign_up,
 )
 
 ME = "/api/v1/me"
 TOKENS = "/api/v1/me/tokens"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 def issue_token(client: TestClient, actor: Actor, name: str) -> dict[str, Any]:

@@ -16,15 +16,9 @@ from tests.factories import (
     Actor,
     add_member,
     assert_problem,
-    cheap_password_hashing,
     platform_admin,
     sign_up,
 )
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 def members_url(organization_id: str) -> str:

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from marketplace.app import create_app
 from marketplace.settings import Settings
-from tests.factories import Actor, cheap_password_hashing, create_listing, listing_body, sign_up
+from tests.factories import Actor, create_listing, listing_body, sign_up
 
 KINDS = ("dataset", "scenario", "compute", "model")
 CALLERS = ("anonymous", "member", "owner_of_the_target")
@@ -68,11 +68,6 @@ class _LifespanRunElsewhere:
 class Member:
     actor: Actor
     listing_ids: dict[str, str]
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from tests.factories import (
     Actor,
     add_member,
     assert_problem,
-    cheap_password_hashing,
     organization_body,
     platform_admin,
     sign_in,
@@ -28,11 +27,6 @@ from tests.factories import (
 )
 
 URL = "/api/v1/organizations"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 def register(client: TestClient, **fields: Any) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from tests.factories import (
     ATTRIBUTES,
     Actor,
     assert_problem,
-    cheap_password_hashing,
     create_listing,
     sign_up,
 )
@@ -37,11 +36,6 @@ STEEL_DATASET = {
     "summary": "Images of surface defects on cold-rolled steel coils, labelled by inspectors.",
     "tags": ["steel", "inspection"],
 }
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from tests.factories import (
     add_member,
     agreement_body,
     assert_problem,
-    cheap_password_hashing,
     create_listing,
     party,
     propose,
@@ -38,11 +37,6 @@ from tests.factories import (
 from tests.servers import Receiver, receiver
 
 URL = "/api/v1/webhooks"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="module")

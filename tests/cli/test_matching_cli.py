@@ -26,7 +26,7 @@ from matching.index import VectorIndex
 from schemas.listings import ListingCreate
 from schemas.members import MemberCreate
 from schemas.organizations import OrganizationFields
-from tests.factories import ATTRIBUTES, PASSWORD, cheap_password_hashing, listing_body
+from tests.factories import ATTRIBUTES, PASSWORD, listing_body
 from tests.matching.conftest import HashingEmbedder
 
 BENCH = Path(__file__).parents[1] / "matching" / "data" / "bench"
@@ -39,11 +39,6 @@ runner = CliRunner()
 
 def invoke(*args: str) -> Result:
     return runner.invoke(app, list(args), env=WIDE, catch_exceptions=False)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

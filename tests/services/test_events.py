@@ -16,14 +16,9 @@ from schemas.listings import ListingCreate, ListingUpdate
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
 from schemas.webhooks import WebhookEndpointCreate
-from tests.factories import PASSWORD, cheap_password_hashing, listing_body
+from tests.factories import PASSWORD, listing_body
 
 AGREEMENT = SubjectType.AGREEMENT
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

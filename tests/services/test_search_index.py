@@ -19,7 +19,7 @@ from matching.embedding import Embedder
 from schemas.listings import ListingCreate, ListingUpdate
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
-from tests.factories import PASSWORD, cheap_password_hashing, listing_body
+from tests.factories import PASSWORD, listing_body
 
 _parse = TypeAdapter(ListingCreate).validate_python
 
@@ -29,11 +29,6 @@ TEXTS = {
     "model": "A graph neural network that forecasts traffic flow on road networks.",
     "compute": "Eight A100 GPUs in a Shanghai data centre, rented by the hour.",
 }
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture
