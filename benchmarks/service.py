@@ -14,8 +14,9 @@ http and restart use a catalogue of --size listings in a SQLite data dir (defaul
 an hour, so the catalogue replicates the ~6,000 needs and offers of ../shared/bench with
 variations (title suffix, organization, region, visibility: 80% public, 15% registered, 5%
 private) and stores each replica's vector as its original's real embedding plus Gaussian noise
-(sigma 0.01 per dimension, cosine to the original about 0.98), renormalised. Rows, embeddings
-and organizations are inserted in bulk; attributes come from demo listings of the same kind.
+(sigma 0.01 per dimension, cosine to the original about 0.98), renormalised; its sentence vectors
+are its original's. Rows, embeddings and organizations are inserted in bulk; attributes come from
+demo listings of the same kind.
 
 http: one real uvicorn worker on 127.0.0.1; anonymous `GET /api/v1/listings/{id}/matches` over
 random public listings and `POST /api/v1/search` over benchmark need titles, sequentially with
@@ -60,12 +61,14 @@ sys.path.insert(0, str(ROOT))
 from marketplace import db, security  # noqa: E402
 from marketplace.demo import catalogue  # noqa: E402
 from marketplace.embedder import shared_embedder  # noqa: E402
+from marketplace.listing_facts import listing_facts  # noqa: E402
 from marketplace.models import Listing, ListingEmbedding, Member  # noqa: E402
 from marketplace.search_index import SearchIndex  # noqa: E402
 from marketplace.services import embeddings, listings, members, organizations  # noqa: E402
 from marketplace.settings import Settings  # noqa: E402
 from matching.evaluation import load_bench  # noqa: E402
 from matching.facts import ListingFacts  # noqa: E402
+from matching.listing_vectors import embed_listings  # noqa: E402
 from schemas.listings import ListingCreate  # noqa: E402
 from schemas.members import MemberCreate, Role  # noqa: E402
 from schemas.organizations import OrganizationFields  # noqa: E402
@@ -75,6 +78,7 @@ console = Console()
 _PARSE = TypeAdapter(ListingCreate).validate_python
 _LOADER_KEYS = ("organization", "ref", "linked_dataset_refs")
 NOISE = 0.01
+CATALOGUE_FORMAT = 2  # 2: with sentence vectors
 
 
 # -- shared ----------------------------------------------------------------------------------
@@ -136,6 +140,28 @@ def bench_listings() -> list[ListingFacts]:
         for facts in (*subset.needs, *subset.offers):
             seen.setdefault(f"{facts.kind}\n{facts.title}\n{facts.description}", facts)
     return list(seen.values())
+
+
+def stored_form(
+    facts: ListingFacts, n: int, by_kind: dict[str, list[dict[str, Any]]]
+) -> tuple[ListingFacts, dict[str, Any]]:
+    """A benchmark listing as the catalogue stores it (keyed n), and its attributes.
+
+    It gets a summary (its description's first line when it has none), tags and attributes from
+    a demo listing of its kind, so that its vectors are embedded from exactly the stored texts.
+    """
+    template = by_kind[facts.kind][n % len(by_kind[facts.kind])]
+    row = Listing(
+        row_id=n,
+        kind=facts.kind,
+        title=facts.title[:200],
+        summary=(facts.summary or facts.description.split("\n")[0])[:500],
+        description=facts.description[:20000],
+        tags=list(facts.tags) or list(template.get("tags", [])),
+        languages=["en"],
+        attributes=template["attributes"],
+    )
+    return listing_facts(row), template["attributes"]
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -254,22 +280,18 @@ def catalogue_dir(size: int) -> Path:
 def build_catalogue(size: int, data_dir: Path) -> Path:
     """A SQLite data dir with `size` published listings and stored embeddings (see the module)."""
     marker = data_dir / "catalogue.json"
-    if marker.exists():
+    if marker.exists() and json.loads(marker.read_text()).get("format") == CATALOGUE_FORMAT:
         return data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = migrated(data_dir)
     cheap_hashing()
     embedder = shared_embedder(None)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from quality import CachedEmbedder  # the quality benchmark's vectors, when cached
-
-    cached = CachedEmbedder(embedder, Path(tempfile.gettempdir()) / "scx-quality-cache")
-    from matching.documents import semantic_text
-
-    base = bench_listings()
-    console.print(f"embedding (or reading cached vectors of) {len(base)} benchmark listings")
-    vectors = cached.encode([semantic_text(f) for f in base], bulk=True)
     by_kind = templates()
+    stored = [stored_form(facts, n, by_kind) for n, facts in enumerate(bench_listings())]
+    base = [facts for facts, _ in stored]
+    console.print(f"embedding {len(base)} benchmark listings and their sentences")
+    embedded = embed_listings(embedder, base)
+    vectors = embedded.listings
     engine = db.make_engine(settings.resolved_database_url)
     with Session(engine, expire_on_commit=False) as session:
         orgs = [m.organization_id for m in owners(session, 60)]
@@ -285,12 +307,10 @@ def build_catalogue(size: int, data_dir: Path) -> Path:
             listing_rows, embedding_rows = [], []
             for n in range(start, min(size, start + chunk)):
                 facts = base[n % len(base)]
-                template = by_kind[facts.kind][n % len(by_kind[facts.kind])]
                 roll = rng.random()
                 visibility = "public" if roll < 0.8 else "registered" if roll < 0.95 else "private"
                 copy = n // len(base)
                 row_id = n + 1
-                summary = facts.summary or facts.description.split("\n")[0]
                 listing_rows.append(
                     {
                         "row_id": row_id,
@@ -298,16 +318,16 @@ def build_catalogue(size: int, data_dir: Path) -> Path:
                         "organization_id": orgs[n % len(orgs)],
                         "kind": facts.kind,
                         "title": (facts.title if copy == 0 else f"{facts.title} ({copy})")[:200],
-                        "summary": summary[:500],
-                        "description": facts.description[:20000],
-                        "tags": list(facts.tags) or list(template.get("tags", [])),
+                        "summary": facts.summary,
+                        "description": facts.description,
+                        "tags": list(facts.tags),
                         "sector": sectors[n % len(sectors)],
                         "country": "CN",
                         "region": regions[n % len(regions)],
                         "languages": ["en"],
                         "status": "published",
                         "visibility": visibility,
-                        "attributes": template["attributes"],
+                        "attributes": stored[facts.id][1],
                         "created_at": now,
                         "updated_at": now,
                         "version": 1,
@@ -324,13 +344,18 @@ def build_catalogue(size: int, data_dir: Path) -> Path:
                         "text_hash": embeddings.text_hash(model, f"{row_id}"),
                         "dimension": vector.size,
                         "vector": embeddings.as_bytes(vector),
+                        "sentence_vectors": embeddings.sentences_as_bytes(
+                            embedded.sentences[n % len(base)]
+                        ),
                         "updated_at": now,
                     }
                 )
             connection.execute(listing_table.insert(), listing_rows)
             connection.execute(embedding_table.insert(), embedding_rows)
     engine.dispose()
-    marker.write_text(json.dumps({"size": size, "base": len(base), "noise": NOISE}))
+    marker.write_text(
+        json.dumps({"format": CATALOGUE_FORMAT, "size": size, "base": len(base), "noise": NOISE})
+    )
     return data_dir
 
 

@@ -345,6 +345,11 @@ class ListingEmbedding(SQLModel, table=True):
     text_hash: str = Field(max_length=64, description="SHA-256 of the embedded text.")
     dimension: int
     vector: bytes = Field(sa_type=LargeBinary, description="float32, little-endian, unit length.")
+    sentence_vectors: bytes | None = Field(
+        default=None,
+        sa_type=LargeBinary,
+        description="float16, little-endian: unit rows for the first sentences (evidence).",
+    )
     updated_at: datetime = _timestamp()
 
 

@@ -6,11 +6,17 @@ last. Titles are left out of it when there is anything else to embed: on the ben
 are names ("dmis-lab/biobert-v1.1", "CSS10") pulled the vectors away from what the listing is
 about (see benchmarks/quality.py and the matching report); the lexical text keeps them, so a search
 for a name still finds it.
+
+The embedded text is built from the listing's sentences (summary, scenario statements,
+description), and knows where each sits in it: the pass that embeds the text also gives each
+sentence a vector (late chunking), which explains a match without embedding anything at query time.
 """
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from matching.facts import ComputeFacts, DatasetFacts, ListingFacts, ModelFacts, ScenarioFacts
+from matching.text import split_sentences
 
 
 def _words(code: str) -> str:
@@ -63,24 +69,61 @@ def _scenario_texts(listing: ListingFacts) -> list[str]:
     return []
 
 
+def _as_sentence(part: str) -> str:
+    """A part followed by a full stop unless it ends with one of its own."""
+    return part if part[-1] in ".!?。！？" else f"{part}."
+
+
 def _join(parts: list[str]) -> str:
     """Join non-empty parts as sentences, without doubling a closing full stop."""
-    cleaned = [part.strip() for part in parts if part and part.strip()]
-    return " ".join(part if part[-1] in ".!?。！？" else f"{part}." for part in cleaned)
+    return " ".join(_as_sentence(part.strip()) for part in parts if part and part.strip())
 
 
-def semantic_text(listing: ListingFacts) -> str:
-    """The text whose embedding represents the listing.
+@dataclass(frozen=True, slots=True)
+class SemanticDocument:
+    """The text embedded for a listing, and its sentences with where each sits in the text.
+
+    Attributes:
+        text: the text to embed.
+        sentences: the summary's, scenario statements' and description's sentences, in order.
+        spans: (start, end) character offsets of each sentence in `text`.
+    """
+
+    text: str
+    sentences: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]
+
+
+def semantic_document(listing: ListingFacts) -> SemanticDocument:
+    """The text whose embedding represents the listing, with its sentences located in it.
 
     Args:
         listing: the listing.
 
     Returns:
-        Facts, tags, summary, scenario statements and description, in that order; the title
-        alone when all of those are empty.
+        Facts and tags, then the sentences of the summary, scenario statements and description,
+        in that order; the title alone (and no sentences) when all of those are empty.
     """
-    parts = [*fact_phrases(listing), *listing.tags, listing.summary, *_scenario_texts(listing)]
-    return _join([*parts, listing.description]) or listing.title.strip()
+    lead = _join([*fact_phrases(listing), *listing.tags])
+    sentences = [
+        sentence
+        for part in (listing.summary, *_scenario_texts(listing), listing.description)
+        for sentence in split_sentences(part)
+    ]
+    pieces, spans, cursor = [lead] if lead else [], [], len(lead)
+    for sentence in sentences:
+        start = cursor + (1 if pieces else 0)
+        spans.append((start, start + len(sentence)))
+        piece = _as_sentence(sentence)
+        pieces.append(piece)
+        cursor = start + len(piece)
+    text = " ".join(pieces) or listing.title.strip()
+    return SemanticDocument(text, tuple(sentences), tuple(spans))
+
+
+def semantic_text(listing: ListingFacts) -> str:
+    """The text whose embedding represents the listing (see `semantic_document`)."""
+    return semantic_document(listing).text
 
 
 def lexical_text(listing: ListingFacts) -> str:

@@ -12,14 +12,17 @@ bf16 measured 16-20% faster for them too, should a caller want it (query_precisi
 """
 
 import importlib
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Literal, Protocol
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
 Precision = Literal["fp32", "bf16"]
+Vectors = npt.NDArray[np.float32]
+Span = tuple[int, int]
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The name stored with vectors of the default model: stable across machines, unlike its path."""
@@ -50,6 +53,90 @@ class Embedder(Protocol):
             A C-contiguous float32 array of shape (len(texts), dimension), rows of unit length.
         """
         ...
+
+
+def encode_spans_separately(
+    embedder: Embedder,
+    texts: Sequence[str],
+    spans: Sequence[Sequence[Span]],
+    *,
+    batch_size: int = 32,
+    bulk: bool = False,
+) -> tuple[Vectors, list[Vectors]]:
+    """Embed texts, and each span of a text as a text of its own.
+
+    What `encode_spans` falls back to for embedders that cannot pool spans from one pass.
+
+    Args:
+        texts: the texts.
+        spans: for each text, (start, end) character offsets of the parts to embed.
+        batch_size: texts per forward pass.
+        bulk: as for `Embedder.encode`.
+
+    Returns:
+        The texts' vectors, (len(texts), dimension), and for each text a (len(spans), dimension)
+        array of its spans' vectors; all rows of unit length.
+    """
+    vectors = embedder.encode(texts, batch_size=batch_size, bulk=bulk)
+    pieces = [text[start:end] for text, own in zip(texts, spans, strict=True) for start, end in own]
+    flat = embedder.encode(pieces, batch_size=batch_size, bulk=bulk) if pieces else vectors[:0]
+    bounds = np.cumsum([0, *(len(own) for own in spans)])
+    return vectors, [flat[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
+
+
+def encode_spans(
+    embedder: Embedder,
+    texts: Sequence[str],
+    spans: Sequence[Sequence[Span]],
+    *,
+    bulk: bool = False,
+) -> tuple[Vectors, list[Vectors]]:
+    """Embed texts and parts of them (e.g. sentences), in one pass where the embedder can.
+
+    An embedder with an `encode_spans(texts, spans, bulk=...)` method of its own (late chunking:
+    span vectors pooled from the tokens of the one pass over the whole text) answers; any other
+    embeds each span separately.
+
+    Args:
+        embedder: the embedder.
+        texts: the texts.
+        spans: for each text, (start, end) character offsets of its parts, in text order.
+        bulk: as for `Embedder.encode`.
+
+    Returns:
+        The texts' vectors, (len(texts), dimension), and for each text an (m, dimension) array of
+        its first m spans' vectors, m <= its number of spans: a late-chunking embedder leaves out
+        spans past the part of the text the model reads.
+    """
+    own = getattr(embedder, "encode_spans", None)
+    if own is not None:
+        return cast(tuple[Vectors, list[Vectors]], own(texts, spans, bulk=bulk))
+    return encode_spans_separately(embedder, texts, spans, bulk=bulk)
+
+
+def pool_spans(tokens: Vectors, offsets: npt.NDArray[np.int64], spans: Sequence[Span]) -> Vectors:
+    """Mean-pool token vectors into span vectors: late chunking.
+
+    Args:
+        tokens: (tokens, dimension) contextual token vectors of one text.
+        offsets: (tokens, 2) character offsets of each token; special tokens are (0, 0).
+        spans: (start, end) character offsets of the spans, in text order.
+
+    Returns:
+        (m, dimension) unit rows for the first m spans that hold a token; a span with none lies
+        past the truncated input, and so do the spans after it.
+    """
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    real = ends > starts
+    rows = []
+    for start, end in spans:
+        inside = real & (starts >= start) & (ends <= end)
+        if not inside.any():
+            break
+        rows.append(tokens[inside].mean(axis=0))
+    if not rows:
+        return np.zeros((0, tokens.shape[1]), dtype=np.float32)
+    return normalize_rows(np.stack(rows))
 
 
 def default_model_path() -> str:
@@ -115,13 +202,14 @@ class SentenceTransformerEmbedder:
         query_precision: precision of `encode` calls without `bulk`.
         bulk_precision: precision of `encode(..., bulk=True)`; "auto" is bf16 where the device has
             native bf16 and fp32 elsewhere.
-        num_threads: torch intra-op threads, a process-wide torch setting; None leaves it as
-            it is (torch's default: one per core). Default 1: on the 2-core machine, shared with
-            other work, two threads were slower at everything (short query p50 26 against
-            17 ms, p99 219 against 35 ms; bf16 bulk 21 against 25 texts/s), because every
-            OpenMP barrier waits for a descheduled thread; one thread per request also leaves
-            the other core to a concurrent request. Pass None or 2 for bulk jobs on an idle
-            machine.
+        num_threads: torch intra-op threads for queries, a process-wide torch setting; None
+            leaves it as it is (torch's default: one per core). Default 1: on the 2-core machine,
+            shared with other work, two threads were slower for short queries (p50 26 against
+            17 ms, p99 219 against 35 ms), because every OpenMP barrier waits for a descheduled
+            thread; one thread per request also leaves the other core to a concurrent request.
+        bulk_threads: torch intra-op threads while encoding with `bulk=True`; None: one per
+            core. On an idle 2-core machine two threads encode 200-word texts 1.8x faster than
+            one (58 against 32 texts/s); pass 1 where bulk work shares the machine with queries.
         model_name: the name stored with the vectors; defaults to the model argument, or to
             "sentence-transformers/all-MiniLM-L6-v2" for the default model.
         allow_download: let sentence-transformers fetch a missing model from the Hub.
@@ -135,6 +223,7 @@ class SentenceTransformerEmbedder:
         query_precision: Precision = "fp32",
         bulk_precision: Precision | Literal["auto"] = "auto",
         num_threads: int | None = 1,
+        bulk_threads: int | None = None,
         model_name: str | None = None,
         allow_download: bool = False,
     ) -> None:
@@ -150,6 +239,8 @@ class SentenceTransformerEmbedder:
             path, device=device, local_files_only=not allow_download
         )
         self._model.eval()
+        self.bulk_threads = bulk_threads or os.cpu_count() or 1
+        self._late_chunking = _pools_token_means(self._model)
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
             raise ValueError(f"model {self.model_name!r} does not report an embedding dimension")
@@ -173,11 +264,78 @@ class SentenceTransformerEmbedder:
         Returns:
             A C-contiguous float32 array of shape (len(texts), dimension), rows of unit length.
         """
-        return self.encode_with(
-            texts,
-            precision=self.bulk_precision if bulk else self.query_precision,
-            batch_size=batch_size,
+        with self._bulk_threads(bulk):
+            return self.encode_with(
+                texts,
+                precision=self.bulk_precision if bulk else self.query_precision,
+                batch_size=batch_size,
+            )
+
+    def encode_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        *,
+        batch_size: int = 32,
+        bulk: bool = False,
+    ) -> tuple[Vectors, list[Vectors]]:
+        """Embed texts and, from the same forward pass, parts of them (late chunking).
+
+        A span's vector is the mean of its contextual token vectors, which is how the model
+        pools a whole text, so span and text vectors share one space. Models that pool otherwise
+        (CLS token, extra layers) embed the spans separately.
+
+        Args:
+            texts: the texts.
+            spans: for each text, (start, end) character offsets of its parts, in text order.
+            batch_size: texts per forward pass.
+            bulk: use the bulk precision and threads.
+
+        Returns:
+            The texts' vectors and, for each text, the vectors of its first m spans: those
+            within the model's input window (256 word pieces for the default model).
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode_spans takes a sequence of texts, not a single string")
+        if not self._late_chunking:
+            return encode_spans_separately(self, texts, spans, batch_size=batch_size, bulk=bulk)
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32), []
+        import torch
+
+        precision = self.bulk_precision if bulk else self.query_precision
+        with self._bulk_threads(bulk), torch.inference_mode(), self._autocast(precision):
+            outputs: list[dict[str, Any]] = self._model.encode(
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=False,
+                output_value=None,
+                convert_to_numpy=False,
+            )
+        tokenized = self._model.tokenizer(
+            list(texts),
+            truncation="longest_first",
+            max_length=self._model.max_seq_length,
+            return_offsets_mapping=True,
         )
+        vectors = normalize_rows(
+            np.stack([output["sentence_embedding"].float().numpy() for output in outputs])
+        )
+        pooled = []
+        for n, output in enumerate(outputs):
+            length = int(output["attention_mask"].sum())
+            if output["input_ids"][:length].tolist() != tokenized["input_ids"][n]:
+                # The model tokenised differently (e.g. a prompt): no offsets to pool by.
+                _, (own,) = encode_spans_separately(self, [texts[n]], [spans[n]], bulk=bulk)
+                pooled.append(own)
+                continue
+            tokens = output["token_embeddings"][:length].float().numpy()
+            offsets = np.asarray(tokenized["offset_mapping"][n], dtype=np.int64)
+            pooled.append(pool_spans(tokens, offsets, spans[n]))
+        return vectors, pooled
+
+    def _bulk_threads(self, bulk: bool) -> AbstractContextManager[object]:
+        return _torch_threads(self.bulk_threads) if bulk else nullcontext()
 
     def encode_with(
         self, texts: Sequence[str], *, precision: Precision, batch_size: int = 32
@@ -223,3 +381,31 @@ class SentenceTransformerEmbedder:
             f"SentenceTransformerEmbedder({self.model_name!r}, dimension={self.dimension}, "
             f"query={self.query_precision}, bulk={self.bulk_precision})"
         )
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run with `count` torch intra-op threads, then restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _pools_token_means(model: Any) -> bool:
+    """Whether the model is a transformer whose text vector is the mean of its token vectors.
+
+    Only then is a mean of a span's token vectors comparable with text vectors, and only a fast
+    tokenizer gives the character offsets of tokens.
+    """
+    modules = list(model)
+    names = [type(module).__name__ for module in modules]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return False
+    pooling = modules[1].get_config_dict()
+    tokenizer = getattr(model, "tokenizer", None)
+    return bool(pooling.get("pooling_mode") == "mean" and getattr(tokenizer, "is_fast", False))

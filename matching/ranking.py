@@ -18,8 +18,8 @@ they sit on a plateau: blend weights 0.8-0.9 and facet weights 2-5 score within 
 """
 
 import threading
-from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -32,7 +32,8 @@ from matching.embedding import Embedder
 from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
 from matching.index import IndexKind, VectorIndex
 from matching.lexical import LexicalIndex
-from matching.text import cjk_share, split_sentences
+from matching.listing_vectors import embed_listings, evidence
+from matching.text import cjk_share
 
 Method = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["blend", "rrf"]
@@ -136,7 +137,7 @@ class Matcher:
     """Holds the listings of a marketplace and matches them.
 
     Safe to share between threads: writes and the index reads of a query take one lock; the
-    embedding of queries and evidence sentences runs outside it.
+    embedding of queries and of evidence sentences runs outside it.
 
     Args:
         embedder: turns texts into vectors.
@@ -161,7 +162,6 @@ class Matcher:
         self.lexical = LexicalIndex()
         self._facts: dict[int, ListingFacts] = {}
         self._ids_by_kind: dict[Kind, set[int]] = defaultdict(set)
-        self._evidence = _EvidenceFinder(embedder)
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -312,8 +312,8 @@ class Matcher:
             allowed_ids: when given, only these ids may be returned (e.g. what the caller may see).
             method: "dense", "lexical" or "hybrid".
             vector: the listing's stored embedding (from `embed`); computed when None.
-            explain: find evidence sentences (embeds the sentences of new counterparts; or
-                pass False and call `explain` for the matches finally shown).
+            explain: find evidence sentences (embeds the counterparts' sentences; or pass False
+                and call `explain` with their stored sentence vectors for the matches shown).
 
         Returns:
             Up to limit matches, best first.
@@ -376,22 +376,37 @@ class Matcher:
             explain=explain,
         )
 
-    def explain(self, matches: Sequence[Match], vector: npt.ArrayLike) -> list[Match]:
+    def explain(
+        self,
+        matches: Sequence[Match],
+        vector: npt.ArrayLike,
+        sentence_vectors: Mapping[int, Vector] | None = None,
+    ) -> list[Match]:
         """Add evidence to matches found with explain=False, e.g. only to those finally shown.
 
         Args:
             matches: matches from `match` or `search`.
             vector: the query's vector (the listing's stored embedding, or the embedded text).
+            sentence_vectors: the counterparts' stored sentence vectors by id (from
+                `matching.listing_vectors.embed_listings`); those missing are computed.
 
         Returns:
             The matches with their evidence; a match whose listing is no longer held is kept as
             it was.
         """
         query_vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        held = [(m, self._facts.get(m.id)) for m in matches]
-        listings = [facts for _, facts in held if facts is not None]
-        snippets = iter(self._evidence.closest(listings, query_vector))
-        return [m if facts is None else replace(m, evidence=next(snippets)) for m, facts in held]
+        stored = dict(sentence_vectors or {})
+        held = {m.id: facts for m in matches if (facts := self._facts.get(m.id)) is not None}
+        missing = [facts for listing_id, facts in held.items() if listing_id not in stored]
+        if missing:
+            computed = embed_listings(self.embedder, missing).sentences
+            stored.update(zip((facts.id for facts in missing), computed, strict=True))
+        return [
+            replace(m, evidence=evidence(held[m.id], stored[m.id], query_vector))
+            if m.id in held
+            else m
+            for m in matches
+        ]
 
     # -- ranking ------------------------------------------------------------------------------
 
@@ -428,11 +443,7 @@ class Matcher:
                     scored.append((total, candidate, counterpart, checks))
         scored.sort(key=lambda item: (-item[0], item[1].id))
         top = scored[:limit]
-        counterparts = [counterpart for _, _, counterpart, _ in top]
-        evidence = (
-            self._evidence.closest(counterparts, query_vector) if explain else [""] * len(top)
-        )
-        return [
+        found = [
             Match(
                 id=candidate.id,
                 kind=counterpart.kind,
@@ -444,11 +455,12 @@ class Matcher:
                     constraints=constraint_score(checks),
                 ),
                 matched_terms=candidate.matched_terms,
-                evidence=snippet,
+                evidence="",
                 checks=checks,
             )
-            for (total, candidate, counterpart, checks), snippet in zip(top, evidence, strict=True)
+            for total, candidate, counterpart, checks in top
         ]
+        return self.explain(found, query_vector) if explain else found
 
     def _allowed(
         self, kinds: Collection[Kind], allowed_ids: Collection[int] | None, exclude: int | None
@@ -554,60 +566,3 @@ def _fuse_ranks(candidates: list[_Candidate], k: int, weight: float) -> None:
     by_lexical = sorted((c for c in candidates if c.lexical > 0), key=lambda c: -c.lexical)
     for rank, candidate in enumerate(by_lexical):
         candidate.relevance += (1 - weight) * (k + 1) / (k + 1 + rank)
-
-
-class _EvidenceFinder:
-    """Picks the sentence of a listing closest to a query, caching sentence embeddings.
-
-    The cache is keyed by the listing's text, so an edited listing is never explained by its old
-    sentences; it keeps the most recently used entries (about 18 kB each at 12 sentences).
-    """
-
-    def __init__(
-        self,
-        embedder: Embedder,
-        *,
-        max_sentences: int = 12,
-        max_chars: int = 300,
-        cache_size: int = 4096,
-    ) -> None:
-        self._embedder = embedder
-        self._max_sentences = max_sentences
-        self._max_chars = max_chars
-        self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[int, str, str], tuple[list[str], Vector]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def closest(self, listings: Sequence[ListingFacts], query_vector: Vector) -> list[str]:
-        """Each listing's sentence (summary or description) most similar to the query."""
-        keys = [(listing.id, listing.summary, listing.description) for listing in listings]
-        with self._lock:
-            entries = {key: self._cache.get(key) for key in keys}
-        missing = {
-            key: self._sentences(listing)
-            for key, listing in zip(keys, listings, strict=True)
-            if entries[key] is None
-        }
-        flat = [sentence for texts in missing.values() for sentence in texts]
-        vectors = self._embedder.encode(flat) if flat else np.zeros((0, 0), np.float32)
-        start = 0
-        for key, texts in missing.items():
-            entries[key] = (texts, vectors[start : start + len(texts)])
-            start += len(texts)
-        snippets = []
-        with self._lock:
-            for key in keys:
-                entry = entries[key]
-                assert entry is not None
-                texts, matrix = entry
-                snippets.append(texts[int(np.argmax(matrix @ query_vector))])
-                self._cache[key] = entry
-                self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return snippets
-
-    def _sentences(self, listing: ListingFacts) -> list[str]:
-        text = "\n\n".join(part for part in (listing.summary, listing.description) if part)
-        sentences = split_sentences(text) or [listing.title]
-        return [sentence[: self._max_chars] for sentence in sentences[: self._max_sentences]]

@@ -15,6 +15,7 @@ from marketplace.listing_facts import listing_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
 from matching.documents import semantic_text
 from matching.embedding import Embedder
+from matching.listing_vectors import embed_listings
 
 
 def text_hash(model_name: str, text: str) -> str:
@@ -33,6 +34,15 @@ def as_vector(row: ListingEmbedding) -> npt.NDArray[np.float32]:
     return from_bytes(row.vector)
 
 
+def sentences_as_bytes(vectors: npt.NDArray[np.float32]) -> bytes:
+    """Sentence vectors in half precision: they only pick a listing's closest sentence."""
+    return np.ascontiguousarray(vectors, dtype="<f2").tobytes()
+
+
+def sentences_from_bytes(data: bytes, dimension: int) -> npt.NDArray[np.float32]:
+    return np.frombuffer(data, dtype="<f2").astype(np.float32).reshape(-1, dimension)
+
+
 def record_changes(session: Session, row_ids: Sequence[int]) -> None:
     """Note that these listings may have moved in (or out of) the index."""
     session.add_all(IndexChange(listing_row_id=row_id) for row_id in row_ids)
@@ -47,8 +57,8 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     if not listings:
         return 0
     model_name = embedder.model_name
-    texts = [semantic_text(listing_facts(listing)) for listing in listings]
-    hashes = [text_hash(model_name, text) for text in texts]
+    facts = [listing_facts(listing) for listing in listings]
+    hashes = [text_hash(model_name, semantic_text(listing)) for listing in facts]
     row_ids = [listing.row_id or 0 for listing in listings]
     stored = {
         row.listing_row_id: row
@@ -59,15 +69,18 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     stale = [
         i
         for i, (row_id, digest) in enumerate(zip(row_ids, hashes, strict=True))
-        if row_id not in stored or stored[row_id].text_hash != digest
+        if row_id not in stored
+        or stored[row_id].text_hash != digest
+        or stored[row_id].sentence_vectors is None
     ]
-    vectors = embedder.encode([texts[i] for i in stale], bulk=True)
+    embedded = embed_listings(embedder, [facts[i] for i in stale])
     for position, i in enumerate(stale):
         fields: dict[str, Any] = {
             "model_name": model_name,
             "text_hash": hashes[i],
             "dimension": embedder.dimension,
-            "vector": as_bytes(vectors[position]),
+            "vector": as_bytes(embedded.listings[position]),
+            "sentence_vectors": sentences_as_bytes(embedded.sentences[position]),
             "updated_at": utc_now(),
         }
         row = stored.get(row_ids[i])
@@ -78,6 +91,29 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
         session.add(row)
     record_changes(session, row_ids)
     return len(stale)
+
+
+def stored_sentence_vectors(
+    session: Session, row_ids: Sequence[int], *, model_name: str
+) -> dict[int, npt.NDArray[np.float32]]:
+    """The stored sentence vectors of these listings (of this model), by row id."""
+    if not row_ids:
+        return {}
+    rows = session.exec(
+        select(
+            ListingEmbedding.listing_row_id,
+            ListingEmbedding.dimension,
+            ListingEmbedding.sentence_vectors,
+        ).where(
+            col(ListingEmbedding.listing_row_id).in_(row_ids),
+            ListingEmbedding.model_name == model_name,
+        )
+    )
+    return {
+        row_id: sentences_from_bytes(data, dimension)
+        for row_id, dimension, data in rows
+        if data is not None
+    }
 
 
 def listing_count(session: Session) -> int:

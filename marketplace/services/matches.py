@@ -167,8 +167,18 @@ def for_listing(
     kept = [m for m in found if m.id in rows and rows[m.id].id not in dismissed][:limit]
     return [
         _read(match, rows[match.id], verdicts.get(rows[match.id].id))
-        for match in index.matcher.explain(kept, vector)
+        for match in _explained(session, index, kept, vector)
     ]
+
+
+def _explained(
+    session: Session, index: SearchIndex, found: list[Match], vector: npt.NDArray[np.float32]
+) -> list[Match]:
+    """The matches with evidence, from their stored sentence vectors."""
+    stored = embeddings.stored_sentence_vectors(
+        session, [m.id for m in found], model_name=index.matcher.embedder.model_name
+    )
+    return index.matcher.explain(found, vector, stored)
 
 
 def search(
@@ -209,7 +219,7 @@ def search(
         rows = _visible_rows(session, viewer, [m.id for m in found], *filters)
         kept = [m for m in found if m.id in rows]
         if len(kept) >= request.limit or len(found) < fetch or fetch >= len(index):
-            shown = index.matcher.explain(kept[: request.limit], vector)
+            shown = _explained(session, index, kept[: request.limit], vector)
             return [_read(m, rows[m.id], None) for m in shown]
         fetch *= 4
 

@@ -10,6 +10,8 @@ from matching.embedding import (
     Embedder,
     SentenceTransformerEmbedder,
     default_model_path,
+    encode_spans,
+    pool_spans,
 )
 
 
@@ -106,3 +108,64 @@ class TestHashingEmbedder:
         again = hashing_embedder.encode(["city traffic", "hospital records"])
         np.testing.assert_array_equal(first, again)
         np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
+
+
+class TestSpans:
+    def test_pooling_averages_the_tokens_inside_each_span(self) -> None:
+        tokens = np.array([[9, 9], [1, 0], [3, 0], [0, 2], [9, 9]], dtype=np.float32)
+        # [CLS] "ab" "cd" | "ef" [SEP]: special tokens have empty offsets and are never pooled.
+        offsets = np.array([[0, 0], [0, 2], [2, 4], [5, 7], [0, 0]])
+        pooled = pool_spans(tokens, offsets, [(0, 4), (5, 7)])
+        np.testing.assert_allclose(pooled, [[1, 0], [0, 1]])
+
+    def test_pooling_stops_at_the_first_span_past_the_tokens(self) -> None:
+        tokens = np.eye(3, dtype=np.float32)
+        offsets = np.array([[0, 0], [0, 3], [0, 0]])
+        assert pool_spans(tokens, offsets, [(0, 3), (4, 9), (10, 12)]).shape == (1, 3)
+
+    def test_embedders_without_late_chunking_embed_each_span_alone(
+        self, hashing_embedder: Embedder
+    ) -> None:
+        texts = ["red apples. green pears.", "blue sky."]
+        vectors, spans = encode_spans(hashing_embedder, texts, [[(0, 11), (12, 24)], [(0, 9)]])
+        np.testing.assert_array_equal(vectors, hashing_embedder.encode(texts))
+        expected = hashing_embedder.encode(["red apples.", "green pears."])
+        np.testing.assert_array_equal(spans[0], expected)
+        assert spans[1].shape == (1, hashing_embedder.dimension)
+
+
+@pytest.mark.slow
+class TestLateChunking:
+    text = (
+        "Counts of vehicles at each junction, every five minutes. "
+        "The data cover three years of the city's ring road. "
+        "Recipes for sourdough bread are not included."
+    )
+    spans = ((0, 56), (57, 108), (109, 155))
+
+    def test_text_vectors_equal_those_of_encode(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        vectors, _ = embedder.encode_spans([self.text], [self.spans], bulk=True)
+        np.testing.assert_allclose(vectors, embedder.encode([self.text], bulk=True), atol=1e-6)
+
+    def test_span_vectors_lie_near_those_of_the_spans_embedded_alone(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        assert [self.text[a:b][-6:] for a, b in self.spans] == ["nutes.", " road.", "luded."]
+        _, (pooled,) = embedder.encode_spans([self.text], [self.spans])
+        alone = embedder.encode([self.text[a:b] for a, b in self.spans])
+        similarity = pooled @ alone.T
+        assert pooled.shape == (3, 384)
+        # Each pooled sentence is closest to the same sentence embedded on its own.
+        assert list(similarity.argmax(axis=1)) == [0, 1, 2]
+        assert float(similarity.diagonal().min()) > 0.6
+
+    def test_spans_past_the_model_window_get_no_vector(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        sentence = "Sensors record traffic on the ring road every five minutes. "
+        text = sentence * 40  # about 480 word pieces: the model reads the first 256
+        spans = [(n * len(sentence), (n + 1) * len(sentence) - 1) for n in range(40)]
+        _, (pooled,) = embedder.encode_spans([text], [spans])
+        assert 15 <= len(pooled) < 25

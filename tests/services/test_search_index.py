@@ -12,11 +12,12 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from marketplace.models import Listing, Member
+from marketplace.models import Listing, ListingEmbedding, Member
 from marketplace.search_index import SearchIndex
-from marketplace.services import listings, members, organizations
+from marketplace.services import embeddings, listings, matches, members, organizations
 from matching.embedding import Embedder
 from schemas.listings import ListingCreate, ListingUpdate
+from schemas.matches import SearchRequest
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
 from tests.factories import PASSWORD, listing_body
@@ -193,3 +194,84 @@ class TestSnapshot:
 
         assert not report.from_snapshot
         assert report.listings == len(catalogue)
+
+
+class CountingEmbedder:
+    """Counts the texts embedded through it."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dimension = inner.dimension
+        self.texts = 0
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
+    ) -> npt.NDArray[np.float32]:
+        self.texts += len(texts)
+        return self.inner.encode(texts, batch_size=batch_size, bulk=bulk)
+
+
+def _stored(engine: Engine, listing: Listing) -> ListingEmbedding:
+    with Session(engine) as session:
+        row = session.get(ListingEmbedding, listing.row_id)
+        assert row is not None
+        return row
+
+
+class TestStoredSentenceVectors:
+    def test_a_write_stores_a_vector_for_each_sentence_the_model_reads(
+        self, engine: Engine, owner: Member, embedder: Embedder
+    ) -> None:
+        listing = create(
+            engine, owner, embedder, "model", description="Trained on loop counts. Runs on CPU."
+        )
+        row = _stored(engine, listing)
+        assert row.sentence_vectors is not None
+        vectors = embeddings.sentences_from_bytes(row.sentence_vectors, row.dimension)
+        assert vectors.shape == (3, 384)  # the summary and the description's two sentences
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-2)
+
+    def test_matches_and_search_are_explained_without_embedding_any_listing(
+        self, engine: Engine, catalogue: list[Listing], embedder: Embedder, tmp_path: Path
+    ) -> None:
+        counting = CountingEmbedder(embedder)
+        index = opened(engine, counting, tmp_path / "listings.faiss")  # type: ignore[arg-type]
+        scenario = next(listing for listing in catalogue if listing.kind == "scenario")
+        with Session(engine) as session:
+            found = matches.for_listing(
+                session, viewer=None, listing_id=scenario.id, index=index, kind=None,
+                limit=10, strict=False, min_score=0.0,
+            )  # fmt: skip
+            assert counting.texts == 0
+            searched = matches.search(
+                session, viewer=None, request=SearchRequest(text="road traffic"), index=index
+            )
+            assert counting.texts == 1  # the query text, and nothing else
+        assert found and all(m.evidence for m in found)
+        assert searched and all(m.evidence for m in searched)
+
+    def test_rows_from_before_sentence_vectors_are_explained_and_refreshed(
+        self, engine: Engine, catalogue: list[Listing], embedder: Embedder, tmp_path: Path
+    ) -> None:
+        model = next(listing for listing in catalogue if listing.kind == "model")
+        with Session(engine) as session:
+            row = session.get(ListingEmbedding, model.row_id)
+            assert row is not None
+            row.sentence_vectors = None
+            session.add(row)
+            session.commit()
+        index = opened(engine, embedder, tmp_path / "listings.faiss")
+        with Session(engine) as session:
+            (found,) = matches.search(
+                session,
+                viewer=None,
+                request=SearchRequest(text="graph neural network", kinds=["model"]),
+                index=index,
+            )
+            assert found.evidence == TEXTS["model"]
+            listing = session.get(Listing, model.row_id)
+            assert listing is not None
+            assert embeddings.refresh(session, [listing], embedder=embedder) == 1
+            session.commit()
+        assert _stored(engine, model).sentence_vectors is not None
