@@ -369,13 +369,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(data_dir: Path) -> Iterator[tuple[str, float]]:
+def server(data_dir: Path, index_kind: str) -> Iterator[tuple[str, float]]:
     """A real uvicorn worker over the data dir; yields its base URL and seconds until healthy."""
     port = free_port()
     env = {
         **os.environ,
         "SCX_DATA_DIR": str(data_dir),
         "SCX_WORKER_INTERVAL_SECONDS": "0",
+        "SCX_INDEX_KIND": index_kind,
         "HF_HUB_OFFLINE": "1",
     }
     started = time.perf_counter()
@@ -491,7 +492,10 @@ def run_http(args: argparse.Namespace) -> None:
     paths, texts = sample_requests(data_dir, count, seed=3)
     bodies = [json.dumps({"text": t, "limit": 10}) for t in texts]
     rows = []
-    with server(data_dir) as (base, _), httpx.Client(base_url=base, timeout=30) as client:
+    with (
+        server(data_dir, args.index_kind) as (base, _),
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
         for send in ([lambda p=p: client.get(p) for p in paths[:20]]
                      + [lambda b=b: client.post("/api/v1/search", content=b,
                                                headers={"Content-Type": "application/json"})
@@ -535,18 +539,22 @@ def run_http(args: argparse.Namespace) -> None:
 
 # -- restart -----------------------------------------------------------------------------------
 
+# Peak RSS from VmHWM: ru_maxrss would carry the parent's high-water mark into the child.
 _OPEN = """
-import json, resource, sys, time
+import json, sys, time
+def peak_rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 started = time.perf_counter()
 from marketplace import db
 from marketplace.embedder import shared_embedder
 from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
-settings = Settings(data_dir=sys.argv[1])
+settings = Settings(data_dir=sys.argv[1], index_kind=sys.argv[3])
 embedder = shared_embedder(None)
 loaded = time.perf_counter()
 engine = db.make_engine(settings.resolved_database_url)
-index = SearchIndex(engine, embedder, path=settings.index_path)
+index = SearchIndex.configured(engine, embedder, settings)
 report = index.open()
 opened = time.perf_counter()
 if sys.argv[2] == "save":
@@ -554,13 +562,13 @@ if sys.argv[2] == "save":
 print(json.dumps({"model_s": loaded - started, "open_s": opened - loaded,
                   "listings": report.listings, "embedded": report.embedded,
                   "snapshot": report.from_snapshot, "save_s": time.perf_counter() - opened,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_rss_mb()}))
 """
 
 
-def open_in_fresh_process(data_dir: Path, save: bool) -> dict[str, Any]:
+def open_in_fresh_process(data_dir: Path, save: bool, index_kind: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-c", _OPEN, str(data_dir), "save" if save else "-"],
+        [sys.executable, "-c", _OPEN, str(data_dir), "save" if save else "-", index_kind],
         cwd=ROOT,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         capture_output=True,
@@ -580,13 +588,16 @@ def run_restart(args: argparse.Namespace) -> None:
     rows = []
     for label, save in (("no snapshot (rebuild from DB)", True), ("with snapshot", False)):
         with console.status(label):
-            r = open_in_fresh_process(data_dir, save)
+            r = open_in_fresh_process(data_dir, save, args.index_kind)
         rows.append(
             [label, f"{r['listings']:,}", str(r["embedded"]), str(r["snapshot"]),
              f"{r['model_s']:.1f}", f"{r['open_s']:.2f}", f"{r['save_s']:.2f}",
              f"{r['rss_mb']:.0f}"]
         )  # fmt: skip
-    with console.status("uvicorn from spawn to /health"), server(data_dir) as (_, seconds):
+    with (
+        console.status("uvicorn from spawn to /health"),
+        server(data_dir, args.index_kind) as (_, seconds),
+    ):
         pass
     rows.append(["uvicorn spawn -> /health, snapshot", f"{size:,}", "-", "True", "-",
                  f"{seconds:.2f} total", "-", "-"])  # fmt: skip
@@ -609,6 +620,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="http: wrk duration")
     parser.add_argument("--data-dir", type=Path, default=None, help="catalogue data dir")
     parser.add_argument("--smoke", action="store_true", help="small sizes, in seconds")
+    parser.add_argument(
+        "--index-kind", choices=["flat", "hnsw"], default="flat", help="SCX_INDEX_KIND"
+    )
     args = parser.parse_args()
     {"ingest": run_ingest, "http": run_http, "restart": run_restart}[args.what](args)
 

@@ -52,11 +52,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                     "at the latest migration. Run `marketplace db upgrade` first."
                 )
             app.state.engine = engine
-            index = SearchIndex(
-                engine,
-                embedder or shared_embedder(settings.embedding_model),
-                path=settings.index_path,
-                poll_seconds=settings.index_poll_seconds,
+            index = SearchIndex.configured(
+                engine, embedder or shared_embedder(settings.embedding_model), settings
             )
             report = index.open()
             log.info("index ready: %d listings, %d embedded, %.1f s", *astuple(report))

@@ -184,7 +184,7 @@ def reindex(
                 batch=batch,
                 progress=lambda n: progress.advance(task, n),
             )
-        index = SearchIndex(session.get_bind(), embedder, path=settings.index_path)  # type: ignore[arg-type]
+        index = SearchIndex.configured(session.get_bind(), embedder, settings)  # type: ignore[arg-type]
         report = index.reload()  # from the database, never from an old snapshot
         index.save()
     table = Table(title="Reindex")
@@ -213,10 +213,10 @@ def match(
     """Search the public catalogue with free text; prints scores and reasons."""
     settings = _settings()
     with _session() as session:
-        index = SearchIndex(
+        index = SearchIndex.configured(
             session.get_bind(),  # type: ignore[arg-type]
             shared_embedder(settings.embedding_model),
-            path=settings.index_path,
+            settings,
         )
         index.open()
         request = SearchRequest(text=text, kinds=kind or None, limit=limit)

@@ -16,20 +16,22 @@ import pickle
 import tempfile
 import threading
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from marketplace.listing_facts import listing_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
 from marketplace.services import embeddings
+from marketplace.settings import Settings
 from matching.embedding import Embedder
-from matching.index import VectorIndex
+from matching.id_set import IdSet
+from matching.index import IndexKind, VectorIndex
 from matching.ranking import Matcher, MatcherState
 from schemas.listings import ListingStatus, Visibility
 
@@ -38,7 +40,9 @@ log = logging.getLogger(__name__)
 # A change row may commit after rows with higher numbers; wait this long for such gaps to fill.
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
-_SNAPSHOT_FORMAT = 1
+_SNAPSHOT_FORMAT = 2
+_VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)
+_VISIBILITY_CODE = {visibility: code for code, visibility in enumerate(_VISIBILITIES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +62,38 @@ class OpenReport:
 
 class SearchIndex:
     def __init__(
-        self, engine: Engine, embedder: Embedder, *, path: Path, poll_seconds: float = 0.25
+        self,
+        engine: Engine,
+        embedder: Embedder,
+        *,
+        path: Path,
+        poll_seconds: float = 0.25,
+        index_kind: IndexKind = "flat",
     ) -> None:
         self.engine = engine
         self.path = path
         self.poll_seconds = poll_seconds
+        self.index_kind: IndexKind = index_kind
         self._embedder = embedder
         self._clear()
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def configured(cls, engine: Engine, embedder: Embedder, settings: Settings) -> "SearchIndex":
+        """The index as the settings describe it (file, poll interval, vector index kind)."""
+        return cls(
+            engine,
+            embedder,
+            path=settings.index_path,
+            poll_seconds=settings.index_poll_seconds,
+            index_kind=settings.index_kind,
+        )
+
     def _clear(self) -> None:
-        self.matcher = Matcher(self._embedder)
-        self._listings: dict[int, IndexedListing] = {}
-        self._by_uuid: dict[uuid.UUID, int] = {}
-        self._public: set[int] = set()
-        self._registered: set[int] = set()
-        self._private: dict[uuid.UUID, set[int]] = defaultdict(set)
+        self.matcher = Matcher(self._embedder, index_kind=self.index_kind)
+        self._audiences = _Audiences()
         self._floor = 0  # every change with seq <= floor is applied
         self._seen: dict[int, datetime] = {}  # applied seqs above the floor -> when applied
 
@@ -137,7 +155,6 @@ class SearchIndex:
             )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.matcher.index.save(self.path)
-            entries = list(self._listings.items())
             state = {
                 "format": _SNAPSHOT_FORMAT,
                 "token": token,
@@ -145,11 +162,7 @@ class SearchIndex:
                 "dimension": self.matcher.embedder.dimension,
                 "floor": self._floor,
                 "matcher": self.matcher.state(),
-                # Plain columns rather than 100k small objects: several times faster to load.
-                "row_ids": [row_id for row_id, _ in entries],
-                "ids": b"".join(entry.id.bytes for _, entry in entries),
-                "organizations": [entry.organization_id.bytes for _, entry in entries],
-                "visibility": [entry.visibility.value for _, entry in entries],
+                "audiences": self._audiences,
             }
             _write_atomically(self.snapshot_path, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
 
@@ -165,6 +178,8 @@ class SearchIndex:
             if state["model"] != model or state["dimension"] != self.matcher.embedder.dimension:
                 raise ValueError(f"snapshot of model {state['model']!r}, not {model!r}")
             vectors = VectorIndex.load(self.path)
+            if vectors.kind != self.index_kind:
+                raise ValueError(f"a {vectors.kind} index, configured {self.index_kind}")
             if vectors.metadata.get("snapshot") != state["token"]:
                 raise ValueError("the vector index was not saved with this snapshot")
             with Session(self.engine) as session:
@@ -174,10 +189,13 @@ class SearchIndex:
             matcher_state = state["matcher"]
             if not isinstance(matcher_state, MatcherState):
                 raise ValueError("no matcher state")
+            audiences = state["audiences"]
+            if not isinstance(audiences, _Audiences) or len(audiences) != len(matcher_state.facts):
+                raise ValueError("snapshot listings and matcher disagree")
             matcher = Matcher.from_state(self._embedder, vectors, matcher_state)
             self._clear()
             self.matcher = matcher
-            self._restore_listings(state)
+            self._audiences = audiences
             self._floor = int(state["floor"])
         except Exception:  # any unreadable or foreign snapshot: rebuild, never fail to start
             log.warning(
@@ -186,27 +204,6 @@ class SearchIndex:
             self._clear()
             return False
         return True
-
-    def _restore_listings(self, state: dict[str, object]) -> None:
-        row_ids, ids = state["row_ids"], state["ids"]
-        organizations, visibilities = state["organizations"], state["visibility"]
-        assert isinstance(row_ids, list) and isinstance(ids, bytes)
-        assert isinstance(organizations, list) and isinstance(visibilities, list)
-        if not len(row_ids) == len(organizations) == len(visibilities) == len(ids) // 16:
-            raise ValueError("snapshot columns disagree")
-        if len(row_ids) != len(self.matcher):
-            raise ValueError("snapshot listings and matcher disagree")
-        orgs: dict[bytes, uuid.UUID] = {}
-        kinds = {v.value: v for v in Visibility}
-        for position, (row_id, org, value) in enumerate(
-            zip(row_ids, organizations, visibilities, strict=True)
-        ):
-            listing_id = uuid.UUID(bytes=ids[16 * position : 16 * position + 16])
-            organization = orgs.get(org) or orgs.setdefault(org, uuid.UUID(bytes=org))
-            visibility = kinds[value]
-            self._listings[row_id] = IndexedListing(listing_id, organization, visibility)
-            self._by_uuid[listing_id] = row_id
-            self._audience(row_id, visibility, organization).add(row_id)
 
     def _follow(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -244,7 +241,7 @@ class SearchIndex:
         while rows := list(session.exec(query.where(col(Listing.row_id) > after).limit(_BATCH))):
             self._put(rows)
             after = rows[-1][0].row_id or after
-        return len(self._listings)
+        return len(self)
 
     # -- following changes --------------------------------------------------------------------
 
@@ -298,45 +295,103 @@ class SearchIndex:
     def _put(self, rows: Sequence[tuple[Listing, ListingEmbedding]]) -> None:
         if not rows:
             return
-        self._drop([listing.row_id for listing, _ in rows if listing.row_id in self._listings])
         facts = [listing_facts(listing) for listing, _ in rows]
         vectors = [embeddings.as_vector(embedding) for _, embedding in rows]
         self.matcher.upsert_many(facts, vectors)
         for listing, _ in rows:
-            row_id = listing.row_id or 0
-            visibility = Visibility(listing.visibility)
-            self._listings[row_id] = IndexedListing(listing.id, listing.organization_id, visibility)
-            self._by_uuid[listing.id] = row_id
-            self._audience(row_id, visibility, listing.organization_id).add(row_id)
+            self._audiences.put(
+                listing.row_id or 0,
+                IndexedListing(listing.id, listing.organization_id, Visibility(listing.visibility)),
+            )
 
     def _drop(self, row_ids: Sequence[int]) -> None:
-        held = [row_id for row_id in row_ids if row_id in self._listings]
+        held = [row_id for row_id in row_ids if self._audiences.get(row_id) is not None]
         self.matcher.remove(held)
         for row_id in held:
-            entry = self._listings.pop(row_id)
-            self._by_uuid.pop(entry.id, None)
-            self._audience(row_id, entry.visibility, entry.organization_id).discard(row_id)
-
-    def _audience(self, row_id: int, visibility: Visibility, org: uuid.UUID) -> set[int]:
-        if visibility == Visibility.PUBLIC:
-            return self._public
-        if visibility == Visibility.REGISTERED:
-            return self._registered
-        return self._private[org]
+            self._audiences.drop(row_id)
 
     # -- queries ------------------------------------------------------------------------------
 
-    def visible_ids(self, organization_id: uuid.UUID | None) -> set[int]:
+    def visible_ids(self, organization_id: uuid.UUID | None) -> IdSet:
         """Indexed listings a caller may see: anonymous callers public ones only."""
-        if organization_id is None:
-            return self._public
-        return self._public | self._registered | self._private.get(organization_id, set())
+        return self._audiences.visible_to(organization_id)
 
     def listing(self, row_id: int) -> IndexedListing | None:
-        return self._listings.get(row_id)
+        return self._audiences.get(row_id)
 
     def __len__(self) -> int:
-        return len(self._listings)
+        return len(self._audiences)
+
+
+class _Audiences:
+    """Who may see each indexed listing, in arrays indexed by row id (cheap to pickle and query).
+
+    A private listing is visible to its organization only, a registered one to every member of
+    any organization, a public one to everyone.
+    """
+
+    _ABSENT = -1
+
+    def __init__(self) -> None:
+        self._visibility = np.full(0, self._ABSENT, dtype=np.int8)
+        self._organization = np.zeros(0, dtype=np.int32)
+        self._uuid = np.zeros((0, 16), dtype=np.uint8)
+        self._organizations: list[uuid.UUID] = []
+        self._organization_code: dict[uuid.UUID, int] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def put(self, row_id: int, entry: IndexedListing) -> None:
+        if row_id >= self._visibility.size:
+            self._grow(max(row_id + 1, 2 * self._visibility.size))
+        self._count += self._visibility[row_id] == self._ABSENT
+        self._visibility[row_id] = _VISIBILITY_CODE[entry.visibility]
+        self._organization[row_id] = self._code(entry.organization_id)
+        self._uuid[row_id] = np.frombuffer(entry.id.bytes, dtype=np.uint8)
+
+    def drop(self, row_id: int) -> None:
+        if self.get(row_id) is not None:
+            self._visibility[row_id] = self._ABSENT
+            self._count -= 1
+
+    def get(self, row_id: int) -> IndexedListing | None:
+        if not 0 <= row_id < self._visibility.size:
+            return None
+        code = int(self._visibility[row_id])
+        if code == self._ABSENT:
+            return None
+        return IndexedListing(
+            uuid.UUID(bytes=self._uuid[row_id].tobytes()),
+            self._organizations[int(self._organization[row_id])],
+            _VISIBILITIES[code],
+        )
+
+    def visible_to(self, organization_id: uuid.UUID | None) -> IdSet:
+        public = _VISIBILITY_CODE[Visibility.PUBLIC]
+        if organization_id is None:
+            return IdSet(self._visibility == public)
+        registered = _VISIBILITY_CODE[Visibility.REGISTERED]
+        mask = (self._visibility == public) | (self._visibility == registered)
+        code = self._organization_code.get(organization_id)
+        if code is not None:
+            private = _VISIBILITY_CODE[Visibility.PRIVATE]
+            mask |= (self._visibility == private) & (self._organization == code)
+        return IdSet(mask)
+
+    def _code(self, organization_id: uuid.UUID) -> int:
+        code = self._organization_code.get(organization_id)
+        if code is None:
+            code = self._organization_code[organization_id] = len(self._organizations)
+            self._organizations.append(organization_id)
+        return code
+
+    def _grow(self, size: int) -> None:
+        old = self._visibility.size
+        self._visibility = np.concatenate([self._visibility, np.full(size - old, -1, np.int8)])
+        self._organization = np.concatenate([self._organization, np.zeros(size - old, np.int32)])
+        self._uuid = np.concatenate([self._uuid, np.zeros((size - old, 16), np.uint8)])
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

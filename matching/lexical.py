@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from matching.id_set import IdSet
 from matching.text import tokenize
 
 
@@ -71,6 +72,7 @@ class LexicalIndex:
         k1: term-frequency saturation.
         b: length normalisation (0 = none, 1 = full).
         tokenizer: turns a text into tokens; documents and queries use the same one.
+        max_query_terms: the most tokens of one query that are scored (None: all).
     """
 
     def __init__(
@@ -79,12 +81,15 @@ class LexicalIndex:
         k1: float = 0.9,
         b: float = 0.4,
         tokenizer: Callable[[str], list[str]] = tokenize,
+        max_query_terms: int | None = 64,
     ) -> None:
         self.k1 = k1
         self.b = b
+        self.max_query_terms = max_query_terms
         self._tokenize = tokenizer
         self._slot_of: dict[int, int] = {}
         self._ids: list[int] = []
+        self._ids_cache: npt.NDArray[np.int64] | None = None
         self._terms: list[Counter[str] | None] = []
         self._lengths = np.zeros(0, dtype=np.float64)
         self._alive = np.zeros(0, dtype=bool)
@@ -134,37 +139,70 @@ class LexicalIndex:
             self._compact()
 
     def search(
-        self, query: str, k: int, *, allowed_ids: Collection[int] | None = None
+        self,
+        query: str,
+        k: int,
+        *,
+        allowed_ids: Collection[int] | None = None,
+        also: Collection[int] = (),
     ) -> list[LexicalHit]:
         """Rank the documents that share at least one token with the query.
+
+        A long query (a whole listing matched against the others) is cut to its
+        `max_query_terms` tokens of highest weight (frequency in the query times idf), as
+        "more like this" queries are: the rare terms carry the match, the common ones cost time.
 
         Args:
             query: free text (English, Chinese or mixed).
             k: the most hits to return.
             allowed_ids: when given, only these ids may be returned.
+            also: ids whose hits are wanted besides the top k (e.g. another retriever's
+                candidates, for fusion), whether allowed or not; those sharing no token with
+                the query have no hit.
 
         Returns:
-            Up to k hits, best first (ties broken by id).
+            Up to k hits, best first (ties broken by id), then the hits of `also` not among them.
         """
-        query_terms = list(dict.fromkeys(self._tokenize(query)))
+        query_terms = self._query_terms(query)
         scores = self._scores(query_terms)
         eligible = self._alive[: scores.size] & (scores > 0)
+        extra = [
+            slot for i in also if (slot := self._slot_of.get(int(i))) is not None and eligible[slot]
+        ]
         if allowed_ids is not None:
-            mask = np.zeros_like(eligible)
-            slots = [self._slot_of[i] for i in allowed_ids if i in self._slot_of]
-            mask[np.asarray(slots, dtype=np.int64)] = True
-            eligible &= mask
+            eligible &= IdSet.of(allowed_ids).members(self._id_array()[: eligible.size])
         candidates = np.flatnonzero(eligible)
-        if k <= 0 or candidates.size == 0:
-            return []
-        if candidates.size > k:
+        if k > 0 and candidates.size > k:
             top = np.argpartition(-scores[candidates], k - 1)[:k]
             candidates = candidates[top]
+        elif k <= 0:
+            candidates = candidates[:0]
         order = sorted(candidates.tolist(), key=lambda s: (-scores[s], self._ids[s]))
+        chosen = set(order)
+        order += sorted({slot for slot in extra if slot not in chosen})
         return [
             LexicalHit(self._ids[slot], float(scores[slot]), self._matched(query_terms, slot))
             for slot in order
         ]
+
+    def _query_terms(self, query: str) -> list[str]:
+        """The query's distinct tokens, the `max_query_terms` of highest tf x idf, in order."""
+        counts = Counter(self._tokenize(query))
+        if self.max_query_terms is None or len(counts) <= self.max_query_terms:
+            return list(counts)
+        total = len(self._slot_of) + 1
+        weight = {
+            term: tf * math.log(total / (self._document_frequency.get(term, 0) + 1))
+            for term, tf in counts.items()
+        }
+        kept = set(sorted(counts, key=lambda term: -weight[term])[: self.max_query_terms])
+        return [term for term in counts if term in kept]
+
+    def _id_array(self) -> npt.NDArray[np.int64]:
+        """The id at each slot, as an array (cached until the slots change)."""
+        if self._ids_cache is None or self._ids_cache.size != len(self._ids):
+            self._ids_cache = np.asarray(self._ids, dtype=np.int64)
+        return self._ids_cache
 
     def _scores(self, query_terms: list[str]) -> npt.NDArray[np.float64]:
         scores = np.zeros(len(self._ids), dtype=np.float64)
@@ -216,6 +254,7 @@ class LexicalIndex:
         """Rebuild the postings from the live documents, dropping tombstones."""
         live = [(self._ids[s], t) for s, t in enumerate(self._terms) if t is not None]
         self._slot_of, self._ids, self._terms = {}, [], []
+        self._ids_cache = None
         self._postings, self._document_frequency, self._total_length = {}, Counter(), 0
         self._lengths = np.zeros(0, dtype=np.float64)
         self._alive = np.zeros(0, dtype=bool)

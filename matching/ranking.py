@@ -9,14 +9,16 @@ A query (a listing or free text) is answered in five steps:
 3. hybrid only: move each candidate's score towards the best scores among the candidates that
    share a task with it. Which task a need asks for is judged better from several candidates than
    from one, and models of the right task are what a need is looking for;
-4. check the constraints between the query listing and each candidate, drop hard failures when
-   strict, and blend in the constraint score;
+4. check the constraints between the query listing and the candidates, drop hard failures when
+   strict, and blend in the constraint score; candidates are taken by falling relevance and the
+   checks stop once no later candidate could reach the top even passing every check;
 5. explain the survivors: matched terms, the counterpart's sentence closest to the query, checks.
 
 The settings were chosen by a coarse sweep on the development bench (benchmarks/quality.py), where
 they sit on a plateau: blend weights 0.8-0.9 and facet weights 2-5 score within 0.01 nDCG@10.
 """
 
+import heapq
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -30,12 +32,14 @@ from matching.constraints import Check, check_pair, constraint_score, fails_hard
 from matching.documents import facets, lexical_text, semantic_text
 from matching.embedding import Embedder
 from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
+from matching.id_set import IdSet
 from matching.index import IndexKind, VectorIndex
 from matching.lexical import LexicalIndex
 from matching.listing_vectors import embed_listings, evidence
 from matching.text import cjk_share
 
 Method = Literal["dense", "lexical", "hybrid"]
+_KIND_CODES: dict[Kind, int] = {kind: code for code, kind in enumerate(sorted(KINDS))}
 Fusion = Literal["blend", "rrf"]
 Vector = npt.NDArray[np.float32]
 
@@ -161,7 +165,7 @@ class Matcher:
         self.settings = settings or RankingSettings()
         self.lexical = LexicalIndex()
         self._facts: dict[int, ListingFacts] = {}
-        self._ids_by_kind: dict[Kind, set[int]] = defaultdict(set)
+        self._kind_codes = np.full(0, -1, dtype=np.int8)  # by id; -1: not held
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -209,8 +213,7 @@ class Matcher:
         matcher = cls(embedder, index, settings=settings)
         matcher.lexical = state.lexical
         matcher._facts = dict(state.facts)
-        for listing_id, facts in matcher._facts.items():
-            matcher._ids_by_kind[facts.kind].add(listing_id)
+        matcher._set_kinds(matcher._facts.values())
         return matcher
 
     def __contains__(self, listing_id: object) -> bool:
@@ -273,7 +276,7 @@ class Matcher:
             self.lexical.upsert(ids, texts)
             for listing in listings:
                 self._facts[listing.id] = listing
-                self._ids_by_kind[listing.kind].add(listing.id)
+            self._set_kinds(listings)
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop listings; unknown ids are ignored.
@@ -433,7 +436,11 @@ class Matcher:
             if limit <= 0 or (allowed is not None and not allowed):
                 return []
             candidates = self._candidates(text, query_vector, allowed, method)
+            candidates.sort(key=lambda c: (-c.relevance, c.id))
+            best: list[float] = []  # a min-heap of the `limit` best totals so far
             for candidate in candidates:
+                if len(best) == limit and best[0] > (1 - weight) * candidate.relevance + weight:
+                    break  # even passing every check, no later candidate reaches the top
                 counterpart = self._facts[candidate.id]
                 checks = check_pair(listing, counterpart) if listing is not None else ()
                 if strict and fails_hard(checks):
@@ -441,6 +448,7 @@ class Matcher:
                 total = (1 - weight) * candidate.relevance + weight * constraint_score(checks)
                 if total >= min_score:
                     scored.append((total, candidate, counterpart, checks))
+                    (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, total)
         scored.sort(key=lambda item: (-item[0], item[1].id))
         top = scored[:limit]
         found = [
@@ -464,43 +472,42 @@ class Matcher:
 
     def _allowed(
         self, kinds: Collection[Kind], allowed_ids: Collection[int] | None, exclude: int | None
-    ) -> set[int] | None:
+    ) -> IdSet | None:
         """The ids a query may return, or None when that is every held id."""
-        wanted = set(kinds) & set(self._ids_by_kind)
-        if allowed_ids is None and exclude not in self._facts and wanted == set(self._ids_by_kind):
+        wanted = set(kinds)
+        if allowed_ids is None and exclude not in self._facts and wanted >= set(KINDS):
             return None
-        ids: set[int] = set().union(*(self._ids_by_kind[kind] for kind in wanted))
+        mask = np.isin(self._kind_codes, [_KIND_CODES[kind] for kind in wanted & set(KINDS)])
         if allowed_ids is not None:
-            ids.intersection_update(allowed_ids)
-        if exclude is not None:
-            ids.discard(exclude)
-        return ids
+            allowed = IdSet.of(allowed_ids).mask
+            shared = min(allowed.size, mask.size)
+            mask[:shared] &= allowed[:shared]
+            mask[shared:] = False
+        if exclude is not None and 0 <= exclude < mask.size:
+            mask[exclude] = False
+        return IdSet(mask)
 
     def _dense(self, vector: Vector, k: int, allowed: Collection[int] | None) -> dict[int, float]:
         scores, ids = self.index.search(vector, max(k, 1), allowed_ids=allowed)
         return {int(i): float(s) for s, i in zip(scores, ids, strict=True) if i >= 0}
 
     def _candidates(
-        self, text: str, query_vector: Vector, allowed: set[int] | None, method: Method
+        self, text: str, query_vector: Vector, allowed: IdSet | None, method: Method
     ) -> list[_Candidate]:
         """Retrieve candidates, give each both retrievers' scores, and set their relevance."""
         depth = self.settings.candidates
         semantic = self._dense(query_vector, depth, allowed) if method != "lexical" else {}
-        hits = (
-            {hit.id: hit for hit in self.lexical.search(text, depth, allowed_ids=allowed)}
-            if method != "dense"
-            else {}
-        )
-        ids = set(semantic) | set(hits)
         # Fusion and explanations need both scores of every candidate, not only the retriever's
-        # that found it.
+        # that found it: the lexical side scores the dense candidates too ...
+        found = self.lexical.search(
+            text, depth if method != "dense" else 0, allowed_ids=allowed, also=semantic.keys()
+        )
+        hits = {hit.id: hit for hit in found}
+        ids = set(semantic) | set(hits)
+        # ... and the dense side its own candidates' missing from its top.
         unscored = ids - semantic.keys()
         if unscored:
             semantic.update(self._dense(query_vector, len(unscored), unscored))
-        unmatched = ids - hits.keys()
-        if unmatched:
-            found = self.lexical.search(text, len(unmatched), allowed_ids=unmatched)
-            hits.update((hit.id, hit) for hit in found)
         best = max((hit.score for hit in hits.values()), default=0.0)
         candidates = [
             _Candidate(
@@ -548,11 +555,21 @@ class Matcher:
 
     def _forget(self, ids: Iterable[int]) -> None:
         for listing_id in ids:
-            old = self._facts.pop(listing_id, None)
-            if old is not None:
-                self._ids_by_kind[old.kind].discard(listing_id)
-                if not self._ids_by_kind[old.kind]:
-                    del self._ids_by_kind[old.kind]
+            if self._facts.pop(listing_id, None) is not None:
+                self._kind_codes[listing_id] = -1
+
+    def _set_kinds(self, listings: Iterable[ListingFacts]) -> None:
+        held = list(listings)
+        if not held:
+            return
+        ids = np.fromiter((listing.id for listing in held), dtype=np.int64, count=len(held))
+        if int(ids.min()) < 0:
+            raise ValueError("listing ids must be non-negative")
+        if int(ids.max()) >= self._kind_codes.size:
+            grown = np.full(max(int(ids.max()) + 1, 2 * self._kind_codes.size), -1, np.int8)
+            grown[: self._kind_codes.size] = self._kind_codes
+            self._kind_codes = grown
+        self._kind_codes[ids] = [_KIND_CODES[listing.kind] for listing in held]
 
 
 def _fuse_ranks(candidates: list[_Candidate], k: int, weight: float) -> None:

@@ -34,6 +34,7 @@ from marketplace.models import Listing, MatchAlertJob, MatchFeedback, SavedSearc
 from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings, events, matches
 from marketplace.services.saved_searches import wanted_kinds
+from matching.id_set import IdSet
 from schemas.events import EventType, SubjectType
 from schemas.listings import ListingKind, ListingStatus, Visibility
 from schemas.matches import FeedbackVerdict
@@ -127,7 +128,7 @@ class _Searches:
     index: SearchIndex
     enabled: list[SavedSearch]
     own_listings: dict[uuid.UUID, Listing]
-    _visible: dict[uuid.UUID, set[int]] = field(default_factory=dict)
+    _visible: dict[uuid.UUID, IdSet] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, index: SearchIndex) -> "_Searches":
@@ -136,7 +137,7 @@ class _Searches:
         own = session.exec(select(Listing).where(col(Listing.id).in_(followed))).unique()
         return cls(index, enabled, {listing.id: listing for listing in own})
 
-    def visible_to(self, organization_id: uuid.UUID) -> set[int]:
+    def visible_to(self, organization_id: uuid.UUID) -> IdSet:
         if organization_id not in self._visible:
             self._visible[organization_id] = self.index.visible_ids(organization_id)
         return self._visible[organization_id]
@@ -186,7 +187,7 @@ def _text_score(
     search: SavedSearch,
     listing: Listing,
     kinds: frozenset[ListingKind],
-    allowed: set[int],
+    allowed: IdSet,
 ) -> float | None:
     """The listing's score in `POST /search` for the saved text, if at least the threshold."""
     assert search.text is not None
@@ -224,7 +225,7 @@ def _listing_score(
     own: Listing,
     listing: Listing,
     kinds: frozenset[ListingKind],
-    allowed: set[int],
+    allowed: IdSet,
 ) -> float | None:
     """The listing's score among the matches of the organization's own listing, if at least the
     threshold and not dismissed there."""

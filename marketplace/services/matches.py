@@ -6,7 +6,7 @@ listing made private a moment ago never shows even before every worker's index h
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,30 @@ def _visible_rows(
     return {row.row_id or 0: row for row in rows}
 
 
+def _first_visible(
+    session: Session,
+    viewer: Member | None,
+    found: Sequence[Match],
+    count: int,
+    *extra: object,
+    skip: Collection[uuid.UUID] = (),
+) -> tuple[list[Match], dict[int, Listing]]:
+    """The first `count` matches the caller may see (and that pass the filters), with their rows.
+
+    Rows are read `count` candidates at a time: the index's own visibility is nearly always
+    current, so one read usually settles it.
+    """
+    kept: list[Match] = []
+    rows: dict[int, Listing] = {}
+    for start in range(0, len(found), max(count, 1)):
+        batch = found[start : start + max(count, 1)]
+        rows.update(_visible_rows(session, viewer, [m.id for m in batch], *extra))
+        kept += [m for m in batch if m.id in rows and rows[m.id].id not in skip]
+        if len(kept) >= count:
+            break
+    return kept[:count], rows
+
+
 def _feedback(
     session: Session, viewer: Member | None, listing: Listing
 ) -> dict[uuid.UUID, FeedbackVerdict]:
@@ -163,8 +187,7 @@ def for_listing(
         vector=vector,
         explain=False,
     )
-    rows = _visible_rows(session, viewer, [m.id for m in found])
-    kept = [m for m in found if m.id in rows and rows[m.id].id not in dismissed][:limit]
+    kept, rows = _first_visible(session, viewer, found, limit, skip=dismissed)
     return [
         _read(match, rows[match.id], verdicts.get(rows[match.id].id))
         for match in _explained(session, index, kept, vector)
@@ -216,10 +239,9 @@ def search(
             explain=False,
             vector=vector,
         )
-        rows = _visible_rows(session, viewer, [m.id for m in found], *filters)
-        kept = [m for m in found if m.id in rows]
+        kept, rows = _first_visible(session, viewer, found, request.limit, *filters)
         if len(kept) >= request.limit or len(found) < fetch or fetch >= len(index):
-            shown = _explained(session, index, kept[: request.limit], vector)
+            shown = _explained(session, index, kept, vector)
             return [_read(m, rows[m.id], None) for m in shown]
         fetch *= 4
 
