@@ -40,6 +40,24 @@ class TestLexicalIndex:
         index = _index({1: "traffic data", 2: "traffic data", 3: "traffic data"})
         assert {hit.id for hit in index.search("traffic", 3, allowed_ids=[2, 3, 99])} == {2, 3}
 
+    def test_also_scores_given_ids_beyond_the_top_k(self) -> None:
+        index = _index({1: "traffic traffic data", 2: "traffic data", 3: "traffic", 4: "parks"})
+        hits = index.search("traffic", 1, also=[3, 4, 99])
+        # The best hit, then the asked-for ids that share a term (4 shares none, 99 is unknown).
+        assert [hit.id for hit in hits] == [1, 3]
+        assert [hit.id for hit in index.search("traffic", 0, also=[2])] == [2]
+
+    def test_a_long_query_keeps_its_rarest_terms(self) -> None:
+        common = " ".join(f"word{n}" for n in range(8))
+        documents = {n: f"{common} filler{n}" for n in range(20)}
+        documents[99] = "bathymetry sonar survey"
+        index = LexicalIndex(max_query_terms=2)
+        index.upsert(list(documents), list(documents.values()))
+        hits = index.search(f"{common} bathymetry sonar", 5)
+        # Only the two rarest query terms are scored: the eight shared by every document drop.
+        assert [hit.id for hit in hits] == [99]
+        assert hits[0].matched_terms == ("bathymetry", "sonar")
+
     def test_upsert_replaces_a_document(self) -> None:
         index = _index({1: "traffic data", 2: "hospital data"})
         index.upsert([1], ["weather data"])

@@ -258,3 +258,21 @@ class TestMatcherWithTheRealModel:
         )
         match = _matcher([dataset], embedder).match(_SCENARIO, kinds=["dataset"])[0]
         assert match.evidence == "Counts of vehicles passing each junction, every five minutes."
+
+
+class TestEarlyStop:
+    """Checks stop once no later candidate can reach the top: results equal checking them all."""
+
+    @pytest.mark.parametrize("strict", [False, True])
+    def test_the_top_equals_the_top_of_everything(self, strict: bool) -> None:
+        prices = ["0.1", "9", "0.2", "8", "0.3", "7", "0.4", "6", "0.5", "5", "20", "0.05"]
+        offers = [
+            _compute(n, f"GPU cluster {n} for traffic forecasting models", price=price)
+            for n, price in enumerate(prices, start=1)
+        ]
+        offers += [_model(20 + n, f"traffic model {n} forecasting junctions") for n in range(8)]
+        matcher = _matcher(offers)
+        everything = matcher.match(_SCENARIO, limit=1000, strict=strict, explain=False)
+        for limit in range(1, len(everything) + 1):
+            top = matcher.match(_SCENARIO, limit=limit, strict=strict, explain=False)
+            assert [(m.id, m.score) for m in top] == [(m.id, m.score) for m in everything[:limit]]

@@ -195,6 +195,21 @@ class TestSnapshot:
         assert not report.from_snapshot
         assert report.listings == len(catalogue)
 
+    def test_another_index_kind_rebuilds_with_that_kind(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        flat = opened(engine, embedder, path)
+        flat.close()
+
+        hnsw = SearchIndex(engine, embedder, path=path, index_kind="hnsw")
+        report = hnsw.open()
+
+        assert not report.from_snapshot
+        assert hnsw.matcher.index.kind == "hnsw"
+        assert results(hnsw) == results(flat)
+        assert hnsw.visible_ids(None) == flat.visible_ids(None)
+
 
 class CountingEmbedder:
     """Counts the texts embedded through it."""
