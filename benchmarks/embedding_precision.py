@@ -5,9 +5,10 @@
 Embeds a seeded sample of the benchmark needs and offers (title + description) in both precisions
 and prints: the cosine between each text's two vectors (min, 1st percentile, mean), bulk
 throughput, single short-query latency, and how much of each text's top-10 neighbours among the
-sample survive the change (bf16 on both sides, and fp32 queries against bf16 documents, which is
-what the service mixes). Timed work alternates between the precisions in small chunks, so load
-from other processes on a shared machine falls on both alike.
+sample survive the change (bf16 on both sides, and fp32 queries against bf16 documents, as when
+vectors stored on one machine are queried on another without bf16). Timed work alternates
+between the precisions in small chunks, so load from other processes on a shared machine falls on
+both alike.
 """
 
 import argparse
