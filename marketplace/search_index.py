@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, func
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from marketplace.listing_facts import listing_facts
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
 _SNAPSHOT_FORMAT = 2
+# The index needs each listing's vector, never its sentence vectors (read per shown match).
+_WITHOUT_SENTENCES = defer(ListingEmbedding.sentence_vectors)  # type: ignore[arg-type]
 _VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)
 _VISIBILITY_CODE = {visibility: code for code, visibility in enumerate(_VISIBILITIES)}
 
@@ -234,6 +237,7 @@ class SearchIndex:
         query = (
             select(Listing, ListingEmbedding)
             .join(ListingEmbedding)
+            .options(_WITHOUT_SENTENCES)
             .where(Listing.status == ListingStatus.PUBLISHED)
             .order_by(col(Listing.row_id))
         )
@@ -270,6 +274,7 @@ class SearchIndex:
             session.exec(
                 select(Listing, ListingEmbedding)
                 .join(ListingEmbedding)
+                .options(_WITHOUT_SENTENCES)
                 .where(
                     col(Listing.row_id).in_(row_ids),
                     Listing.status == ListingStatus.PUBLISHED,

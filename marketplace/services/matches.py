@@ -141,9 +141,14 @@ def _dismissed(verdicts: dict[uuid.UUID, FeedbackVerdict]) -> set[uuid.UUID]:
 
 def query_vector(session: Session, index: SearchIndex, listing: Listing) -> npt.NDArray[np.float32]:
     """The listing's stored embedding, or a fresh one when it has none of the current model."""
-    stored = session.get(ListingEmbedding, listing.row_id)
-    if stored is not None and stored.model_name == index.matcher.embedder.model_name:
-        return embeddings.as_vector(stored)
+    stored = session.exec(
+        select(ListingEmbedding.vector).where(
+            ListingEmbedding.listing_row_id == listing.row_id,
+            ListingEmbedding.model_name == index.matcher.embedder.model_name,
+        )
+    ).first()
+    if stored is not None:
+        return embeddings.from_bytes(stored)
     return index.matcher.embed([listing_facts(listing)])[0]
 
 
