@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from matching.documents import semantic_document
+from matching.documents import SemanticDocument, semantic_document
 from matching.embedding import Embedder, encode_spans
 from matching.facts import ListingFacts
 
@@ -45,7 +45,19 @@ def embed_listings(embedder: Embedder, listings: Sequence[ListingFacts]) -> List
     Returns:
         Their vectors, in order.
     """
-    documents = [semantic_document(listing) for listing in listings]
+    return embed_documents(embedder, [semantic_document(listing) for listing in listings])
+
+
+def embed_documents(embedder: Embedder, documents: Sequence[SemanticDocument]) -> ListingVectors:
+    """Embed listings' semantic documents (from `semantic_document`) and their sentences.
+
+    Args:
+        embedder: the embedder.
+        documents: the documents.
+
+    Returns:
+        Their vectors, in order.
+    """
     vectors, sentences = encode_spans(
         embedder, [d.text for d in documents], [d.spans for d in documents], bulk=True
     )

@@ -13,9 +13,9 @@ from sqlmodel import Session, col, func, select
 
 from marketplace.listing_facts import listing_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
-from matching.documents import semantic_text
+from matching.documents import semantic_document
 from matching.embedding import Embedder
-from matching.listing_vectors import embed_listings
+from matching.listing_vectors import embed_documents
 
 
 def text_hash(model_name: str, text: str) -> str:
@@ -57,8 +57,8 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     if not listings:
         return 0
     model_name = embedder.model_name
-    facts = [listing_facts(listing) for listing in listings]
-    hashes = [text_hash(model_name, semantic_text(listing)) for listing in facts]
+    documents = [semantic_document(listing_facts(listing)) for listing in listings]
+    hashes = [text_hash(model_name, document.text) for document in documents]
     row_ids = [listing.row_id or 0 for listing in listings]
     stored = {
         row.listing_row_id: row
@@ -73,7 +73,7 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
         or stored[row_id].text_hash != digest
         or stored[row_id].sentence_vectors is None
     ]
-    embedded = embed_listings(embedder, [facts[i] for i in stale])
+    embedded = embed_documents(embedder, [documents[i] for i in stale])
     for position, i in enumerate(stale):
         fields: dict[str, Any] = {
             "model_name": model_name,
