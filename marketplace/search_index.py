@@ -343,23 +343,20 @@ class _Audiences:
         self._uuid = np.zeros((0, 16), dtype=np.uint8)
         self._organizations: list[uuid.UUID] = []
         self._organization_code: dict[uuid.UUID, int] = {}
-        self._count = 0
 
     def __len__(self) -> int:
-        return self._count
+        return int(np.count_nonzero(self._visibility != self._ABSENT))
 
     def put(self, row_id: int, entry: IndexedListing) -> None:
         if row_id >= self._visibility.size:
             self._grow(max(row_id + 1, 2 * self._visibility.size))
-        self._count += self._visibility[row_id] == self._ABSENT
         self._visibility[row_id] = _VISIBILITY_CODE[entry.visibility]
         self._organization[row_id] = self._code(entry.organization_id)
         self._uuid[row_id] = np.frombuffer(entry.id.bytes, dtype=np.uint8)
 
     def drop(self, row_id: int) -> None:
-        if self.get(row_id) is not None:
+        if 0 <= row_id < self._visibility.size:
             self._visibility[row_id] = self._ABSENT
-            self._count -= 1
 
     def get(self, row_id: int) -> IndexedListing | None:
         if not 0 <= row_id < self._visibility.size:
