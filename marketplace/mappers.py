@@ -13,6 +13,7 @@ from marketplace.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from matching.ranking import Match
 from schemas.agreements import (
     AgreementRead,
     AgreementStatus,
@@ -25,6 +26,13 @@ from schemas.agreements import (
 from schemas.auth import TokenRead
 from schemas.events import EventRead
 from schemas.listings import ATTRIBUTES_BY_KIND, ListingKind, ListingRead, OrganizationRef, side_of
+from schemas.matches import (
+    ConstraintCheck,
+    FeedbackVerdict,
+    ListingBrief,
+    MatchRead,
+    ScoreComponents,
+)
 from schemas.members import MemberRead
 from schemas.organizations import OrganizationRead
 from schemas.saved_searches import SavedSearchRead
@@ -157,3 +165,37 @@ def delivery_read(row: WebhookDelivery) -> DeliveryRead:
 
 def saved_search_read(row: SavedSearch) -> SavedSearchRead:
     return SavedSearchRead.model_validate(row, from_attributes=True)
+
+
+def listing_brief(row: Listing) -> ListingBrief:
+    kind = ListingKind(row.kind)
+    return ListingBrief(
+        id=row.id,
+        kind=kind,
+        side=side_of(kind),
+        title=row.title,
+        summary=row.summary,
+        sector=row.sector,
+        country=row.country,
+        region=row.region,
+        organization=organization_ref(row.organization),
+    )
+
+
+def match_read(match: Match, row: Listing, verdict: FeedbackVerdict | None) -> MatchRead:
+    return MatchRead(
+        listing=listing_brief(row),
+        score=round(match.score, 6),
+        components=ScoreComponents(
+            semantic=round(match.components.semantic, 6),
+            lexical=round(match.components.lexical, 6),
+            constraints=round(match.components.constraints, 6),
+        ),
+        matched_terms=list(match.matched_terms),
+        evidence=match.evidence,
+        checks=[
+            ConstraintCheck(name=c.name, outcome=c.outcome, detail=c.detail, hard=c.hard)  # type: ignore[arg-type]
+            for c in match.checks
+        ],
+        feedback=verdict,
+    )

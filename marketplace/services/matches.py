@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from marketplace.errors import Conflict, Forbidden, InvalidInput, NotFound
 from marketplace.listing_facts import listing_facts
-from marketplace.mappers import organization_ref
+from marketplace.mappers import match_read, organization_ref
 from marketplace.models import (
     Listing,
     ListingEmbedding,
@@ -33,14 +33,11 @@ from matching.ranking import Match
 from schemas.errors import FieldError
 from schemas.listings import KINDS_BY_SIDE, ListingKind, side_of
 from schemas.matches import (
-    ConstraintCheck,
     FeedbackCreate,
     FeedbackVerdict,
-    ListingBrief,
     MatchRead,
     PartnerPair,
     PartnerRead,
-    ScoreComponents,
     SearchRequest,
 )
 
@@ -49,40 +46,6 @@ _OVERFETCH = 4
 _PARTNER_SOURCE_LISTINGS = 50
 _MATCHES_PER_SOURCE = 20
 _PAIRS_PER_PARTNER = 5
-
-
-def _brief(row: Listing) -> ListingBrief:
-    kind = ListingKind(row.kind)
-    return ListingBrief(
-        id=row.id,
-        kind=kind,
-        side=side_of(kind),
-        title=row.title,
-        summary=row.summary,
-        sector=row.sector,
-        country=row.country,
-        region=row.region,
-        organization=organization_ref(row.organization),
-    )
-
-
-def _read(match: Match, row: Listing, verdict: FeedbackVerdict | None) -> MatchRead:
-    return MatchRead(
-        listing=_brief(row),
-        score=round(match.score, 6),
-        components=ScoreComponents(
-            semantic=round(match.components.semantic, 6),
-            lexical=round(match.components.lexical, 6),
-            constraints=round(match.components.constraints, 6),
-        ),
-        matched_terms=list(match.matched_terms),
-        evidence=match.evidence,
-        checks=[
-            ConstraintCheck(name=c.name, outcome=c.outcome, detail=c.detail, hard=c.hard)  # type: ignore[arg-type]
-            for c in match.checks
-        ],
-        feedback=verdict,
-    )
 
 
 def _visible_rows(
@@ -194,7 +157,7 @@ def for_listing(
     )
     kept, rows = _first_visible(session, viewer, found, limit, skip=dismissed)
     return [
-        _read(match, rows[match.id], verdicts.get(rows[match.id].id))
+        match_read(match, rows[match.id], verdicts.get(rows[match.id].id))
         for match in _explained(session, index, kept, vector)
     ]
 
@@ -247,7 +210,7 @@ def search(
         kept, rows = _first_visible(session, viewer, found, request.limit, *filters)
         if len(kept) >= request.limit or len(found) < fetch or fetch >= len(index):
             shown = _explained(session, index, kept, vector)
-            return [_read(m, rows[m.id], None) for m in shown]
+            return [match_read(m, rows[m.id], None) for m in shown]
         fetch *= 4
 
 
