@@ -11,9 +11,7 @@ kept here (public, registered, or private to one organization).
 """
 
 import logging
-import os
 import pickle
-import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
@@ -30,6 +28,7 @@ from marketplace.listing_facts import listing_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
 from marketplace.services import embeddings
 from marketplace.settings import Settings
+from matching.atomic_file import atomic_file
 from matching.embedding import Embedder
 from matching.id_set import IdSet
 from matching.index import IndexKind, VectorIndex
@@ -167,7 +166,8 @@ class SearchIndex:
                 "matcher": self.matcher.state(),
                 "audiences": self._audiences,
             }
-            _write_atomically(self.snapshot_path, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+            with atomic_file(self.snapshot_path) as file:
+                pickle.dump(state, file, pickle.HIGHEST_PROTOCOL)
 
     def _restore(self) -> bool:
         """Load the saved state when it is present, intact, of this model and this database."""
@@ -394,17 +394,3 @@ class _Audiences:
         self._visibility = np.concatenate([self._visibility, np.full(size - old, -1, np.int8)])
         self._organization = np.concatenate([self._organization, np.zeros(size - old, np.int32)])
         self._uuid = np.concatenate([self._uuid, np.zeros((size - old, 16), np.uint8)])
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write next to the target, flush to disk, rename over it: the old file or the new one."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

@@ -26,10 +26,8 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 # faiss ships partial stubs (faiss/__init__.pyi); the type ignores below mark what they miss.
@@ -37,6 +35,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from matching.atomic_file import atomic_file
 from matching.id_set import IdSet
 
 IndexKind = Literal["flat", "hnsw"]
@@ -288,7 +287,6 @@ class VectorIndex:
         Args:
             path: the file to write.
         """
-        target = Path(path)
         header: dict[str, object] = {
             "format_version": _FORMAT_VERSION,
             "dimension": self.dimension,
@@ -301,25 +299,13 @@ class VectorIndex:
             "slots": int(self._slot_ids.size),
         }
         header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
-        # Same folder as the target: os.replace is atomic only within one file system.
-        handle, temp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(_MAGIC)
-                file.write(struct.pack("<Q", len(header_bytes)))
-                file.write(header_bytes)
-                if self.kind == "hnsw":
-                    file.write(self._slot_ids.astype("<i8", copy=False).tobytes())
-                _write_faiss(self._flat if self.kind == "flat" else self._hnsw, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        with atomic_file(path) as file:
+            file.write(_MAGIC)
+            file.write(struct.pack("<Q", len(header_bytes)))
+            file.write(header_bytes)
+            if self.kind == "hnsw":
+                file.write(self._slot_ids.astype("<i8", copy=False).tobytes())
+            _write_faiss(self._flat if self.kind == "flat" else self._hnsw, file)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "VectorIndex":
@@ -595,15 +581,3 @@ def _write_faiss(index: Any, file: IO[bytes]) -> None:
 
 def _read_faiss(file: IO[bytes] | io.BufferedReader) -> Any:
     return faiss.read_index(faiss.PyCallbackIOReader(file.read))  # type: ignore[attr-defined]
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
