@@ -1,5 +1,6 @@
 """Password hashing (argon2) and API token secrets (random, stored as SHA-256)."""
 
+import functools
 import hashlib
 import secrets
 
@@ -8,8 +9,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "scx_"
 _hasher = PasswordHasher()
-# Verifying against this keeps sign-in time the same whether or not the email exists.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Verifying against this keeps sign-in time the same whether or not the email exists.
+
+    Made on first use (hashing costs 0.2 s, which every process start would pay), with the
+    hasher's own parameters, so it costs what a real verification costs.
+    """
+    return hasher.hash("not-a-real-password")
 
 
 def hash_password(password: str) -> str:
@@ -19,7 +28,10 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password; with no stored hash, spend the same time and answer False."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return (
+            _hasher.verify(password_hash or _dummy_hash(_hasher), password)
+            and password_hash is not None
+        )
     except (VerificationError, InvalidHashError):
         return False
 
