@@ -1,6 +1,7 @@
 """The incremental BM25 index."""
 
 import math
+import pickle
 
 import pytest
 
@@ -86,3 +87,34 @@ class TestLexicalIndex:
     def test_rejects_misaligned_ids_and_texts(self) -> None:
         with pytest.raises(ValueError, match="2 ids but 1 texts"):
             LexicalIndex().upsert([1, 2], ["only one"])
+
+
+class TestSnapshot:
+    def _documents(self) -> dict[int, str]:
+        return {n: f"traffic sensor{n % 7} city{n % 3} 交通流量 word{n}" for n in range(200)}
+
+    def test_a_pickled_index_answers_as_the_original(self) -> None:
+        index = _index(self._documents())
+        index.remove(range(0, 200, 5))
+        copy = pickle.loads(pickle.dumps(index))
+        for query in ("traffic sensor3", "city1 word42", "交通流量", "zebra"):
+            assert copy.search(query, 20) == index.search(query, 20)
+        assert len(copy) == len(index) == 160
+
+    def test_a_loaded_index_keeps_taking_writes(self) -> None:
+        documents = self._documents()
+        copy = pickle.loads(pickle.dumps(_index(documents)))
+        copy.upsert([3, 500], ["hospital records", "traffic sensor3 harbour"])
+        copy.remove([4])
+        documents.update({3: "hospital records", 500: "traffic sensor3 harbour"})
+        del documents[4]
+        fresh = _index(documents)
+        for query in ("traffic sensor3", "hospital", "harbour city2", "word4"):
+            assert copy.search(query, 50) == fresh.search(query, 50)
+
+    def test_compaction_after_loading_keeps_every_live_document(self) -> None:
+        documents = {n: f"common word{n}" for n in range(3000)}
+        copy = pickle.loads(pickle.dumps(_index(documents)))
+        copy.remove(range(2000))
+        assert len(copy.search("common", 2000)) == 1000
+        assert copy.search("word2500", 1)[0].id == 2500
