@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # A change row may commit after rows with higher numbers; wait this long for such gaps to fill.
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
-_SNAPSHOT_FORMAT = 2
+_SNAPSHOT_FORMAT = 3
 # The index needs each listing's vector, never its sentence vectors (read per shown match).
 _WITHOUT_SENTENCES = defer(ListingEmbedding.sentence_vectors)  # type: ignore[arg-type]
 _VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)
@@ -161,7 +161,7 @@ class SearchIndex:
                 "format": _SNAPSHOT_FORMAT,
                 "token": token,
                 "model": model,
-                "dimension": self.matcher.embedder.dimension,
+                "dimension": self.matcher.index.dimension,
                 "floor": self._floor,
                 "matcher": self.matcher.state(),
                 "audiences": self._audiences,
@@ -178,9 +178,13 @@ class SearchIndex:
             model = self.matcher.embedder.model_name
             if not isinstance(state, dict) or state.get("format") != _SNAPSHOT_FORMAT:
                 raise ValueError("not a snapshot of this format")
-            if state["model"] != model or state["dimension"] != self.matcher.embedder.dimension:
+            if state["model"] != model:
                 raise ValueError(f"snapshot of model {state['model']!r}, not {model!r}")
             vectors = VectorIndex.load(self.path)
+            if vectors.dimension != state["dimension"]:
+                raise ValueError(
+                    f"vectors of dimension {vectors.dimension}, not {state['dimension']}"
+                )
             if vectors.kind != self.index_kind:
                 raise ValueError(f"a {vectors.kind} index, configured {self.index_kind}")
             if vectors.metadata.get("snapshot") != state["token"]:

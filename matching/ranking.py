@@ -32,6 +32,7 @@ from matching.constraints import Check, check_pair, constraint_score, fails_hard
 from matching.documents import facets, lexical_text, semantic_text
 from matching.embedding import Embedder
 from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
+from matching.facts_store import FactsStore
 from matching.id_set import IdSet
 from matching.index import IndexKind, VectorIndex
 from matching.lexical import LexicalIndex
@@ -131,10 +132,13 @@ class MatcherState:
     Attributes:
         facts: the listings' facts by id.
         lexical: the BM25 index over their lexical texts.
+        kind_codes: each held id's kind code, -1 at ids not held (saves decoding every fact
+            to learn its kind).
     """
 
-    facts: dict[int, ListingFacts]
+    facts: FactsStore
     lexical: LexicalIndex
+    kind_codes: npt.NDArray[np.int8]
 
 
 class Matcher:
@@ -159,17 +163,24 @@ class Matcher:
         index_kind: IndexKind = "flat",
     ) -> None:
         self.embedder = embedder
-        self.index = (
-            index if index is not None else VectorIndex(embedder.dimension, kind=index_kind)
-        )
+        self._index = index
+        self._index_kind: IndexKind = index_kind
         self.settings = settings or RankingSettings()
         self.lexical = LexicalIndex()
-        self._facts: dict[int, ListingFacts] = {}
+        self._facts = FactsStore()
         self._kind_codes = np.full(0, -1, dtype=np.int8)  # by id; -1: not held
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._facts)
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index; a new one is made on first use, when the embedder's dimension is
+        asked (an embedder still loading its model is waited for only then)."""
+        if self._index is None:
+            self._index = VectorIndex(self.embedder.dimension, kind=self._index_kind)
+        return self._index
 
     def state(self) -> MatcherState:
         """The matcher's listings besides the vector index, to restore with `from_state`.
@@ -180,7 +191,7 @@ class Matcher:
             The facts and the lexical index.
         """
         with self._lock:
-            return MatcherState(dict(self._facts), self.lexical)
+            return MatcherState(self._facts.copy(), self.lexical, self._kind_codes.copy())
 
     @classmethod
     def from_state(
@@ -194,7 +205,8 @@ class Matcher:
         """A matcher holding a saved state and its vector index, without re-indexing.
 
         Args:
-            embedder: the embedder the state was built with.
+            embedder: the embedder the state was built with (the same `model_name`; its
+                dimension is not asked here, so an embedder may still be loading its model).
             index: the vector index saved with the state.
             state: from `state`.
             settings: ranking parameters.
@@ -203,17 +215,16 @@ class Matcher:
             The matcher.
 
         Raises:
-            ValueError: the index does not hold exactly the state's listings, or has another
-                dimension than the embedder.
+            ValueError: the index does not hold exactly the state's listings.
         """
-        if index.dimension != embedder.dimension:
-            raise ValueError(f"index dimension {index.dimension} != {embedder.dimension}")
         if len(index) != len(state.facts) or len(state.lexical) != len(state.facts):
             raise ValueError("the vector index, lexical index and facts disagree")
         matcher = cls(embedder, index, settings=settings)
+        if int(np.count_nonzero(state.kind_codes >= 0)) != len(state.facts):
+            raise ValueError("the kinds and facts disagree")
         matcher.lexical = state.lexical
-        matcher._facts = dict(state.facts)
-        matcher._set_kinds(matcher._facts.values())
+        matcher._facts = state.facts.copy()
+        matcher._kind_codes = state.kind_codes.copy()
         return matcher
 
     def __contains__(self, listing_id: object) -> bool:
@@ -266,7 +277,7 @@ class Matcher:
         if not listings:
             return
         matrix = self.embed(listings) if vectors is None else np.asarray(vectors, np.float32)
-        if matrix.shape != (len(listings), self.embedder.dimension):
+        if matrix.shape != (len(listings), self.index.dimension):
             raise ValueError(f"expected {len(listings)} vectors, got shape {matrix.shape}")
         ids = [listing.id for listing in listings]
         texts = [lexical_text(listing) for listing in listings]
@@ -275,7 +286,7 @@ class Matcher:
             self.index.upsert(ids, matrix)
             self.lexical.upsert(ids, texts)
             for listing in listings:
-                self._facts[listing.id] = listing
+                self._facts.put(listing)
             self._set_kinds(listings)
 
     def remove(self, ids: Iterable[int]) -> None:
@@ -555,7 +566,7 @@ class Matcher:
 
     def _forget(self, ids: Iterable[int]) -> None:
         for listing_id in ids:
-            if self._facts.pop(listing_id, None) is not None:
+            if self._facts.pop(listing_id):
                 self._kind_codes[listing_id] = -1
 
     def _set_kinds(self, listings: Iterable[ListingFacts]) -> None:
