@@ -21,12 +21,12 @@ from marketplace.api import (
     webhooks,
 )
 from marketplace.body_limit import BodySizeLimit
-from marketplace.embedder import shared_embedder
+from marketplace.embedder import background_embedder
 from marketplace.errors import install_error_handlers, problem_response
 from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
 from marketplace.worker import BackgroundWorker
-from matching.embedding import Embedder
+from matching.embedding import BackgroundLoadedEmbedder, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ class DatabaseBehind(RuntimeError):
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
     """Build the app; engine, embedder and index are opened when the app starts (lifespan).
 
-    `embedder` lets a process that already loaded the model (tests, benchmarks) share it.
+    `embedder` lets a process that already loaded the model (tests, benchmarks) share it;
+    without it the model loads in a background thread while the index opens, and the app
+    serves from the start: requests that must embed text wait until the model is ready.
     """
     settings = settings or Settings()
 
@@ -52,9 +54,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                     "at the latest migration. Run `marketplace db upgrade` first."
                 )
             app.state.engine = engine
-            index = SearchIndex.configured(
-                engine, embedder or shared_embedder(settings.embedding_model), settings
-            )
+            model = embedder or background_embedder(settings.embedding_model)
+            app.state.embedder = model
+            index = SearchIndex.configured(engine, model, settings)
             report = index.open()
             log.info("index ready: %d listings, %d embedded, %.1f s", *astuple(report))
             index.start()
@@ -91,9 +93,19 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     api.include_router(saved_searches.router)
 
     @api.get("/health", tags=["health"])
-    def health() -> dict[str, str]:
-        """Liveness: the process answers and its database is migrated."""
-        return {"status": "ok"}
+    def health(request: Request) -> dict[str, str]:
+        """Liveness: the process answers, its database is migrated and its index is open.
+
+        `model` is "loading" in the first seconds after a start, while requests that embed
+        text (search, writes) wait for the model; it is "ready" afterwards. A model that failed
+        to load answers 503 `model_unavailable`.
+        """
+        model = request.app.state.embedder
+        if isinstance(model, BackgroundLoadedEmbedder) and not model.ready:
+            if model.failed:
+                model.wait()  # raises EmbedderUnavailable, a 503
+            return {"status": "ok", "model": "loading"}
+        return {"status": "ok", "model": "ready"}
 
     app.include_router(api)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

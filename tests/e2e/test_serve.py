@@ -60,6 +60,16 @@ def _wait_until_up(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     pytest.fail("the server did not come up within 30 s")
 
 
+def _model_ready_within(url: str, *, seconds: float) -> bool:
+    """Whether /health reports the background-loaded model ready within the time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if httpx.get(url).json().get("model") == "ready":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 class TestServe:
     def test_refuses_to_start_on_a_database_that_is_behind(
         self, serve: subprocess.Popen[str]
@@ -83,7 +93,8 @@ class TestServe:
         try:
             base = f"http://127.0.0.1:{port}"
             health = _wait_until_up(f"{base}/api/v1/health", process)  # type: ignore[arg-type]
-            assert health.json() == {"status": "ok"}
+            assert health.json()["status"] == "ok"
+            assert _model_ready_within(f"{base}/api/v1/health", seconds=60)
             assert httpx.get(f"{base}/docs").status_code == 200
             assert "/api/v1/listings" in httpx.get(f"{base}/openapi.json").json()["paths"]
         finally:

@@ -1,5 +1,6 @@
 """The embedders: the real default model (loaded once per session) and the hashing test double."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,9 @@ import pytest
 
 from matching.embedding import (
     DEFAULT_MODEL_NAME,
+    BackgroundLoadedEmbedder,
     Embedder,
+    EmbedderUnavailable,
     SentenceTransformerEmbedder,
     default_model_path,
     encode_spans,
@@ -108,6 +111,46 @@ class TestHashingEmbedder:
         again = hashing_embedder.encode(["city traffic", "hospital records"])
         np.testing.assert_array_equal(first, again)
         np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
+
+
+class TestBackgroundLoadedEmbedder:
+    texts = ("red apples. green pears.", "blue sky.")
+
+    def test_answers_once_the_model_has_loaded(self, hashing_embedder: Embedder) -> None:
+        released = threading.Event()
+
+        def load() -> Embedder:
+            released.wait(30)
+            return hashing_embedder
+
+        loading = BackgroundLoadedEmbedder(load, model_name=hashing_embedder.model_name)
+        assert not loading.ready and not loading.failed
+        with pytest.raises(EmbedderUnavailable, match="still loading"):
+            loading.wait(timeout=0.01)
+        released.set()
+        np.testing.assert_array_equal(
+            loading.encode(self.texts), hashing_embedder.encode(self.texts)
+        )
+        assert loading.ready and loading.dimension == hashing_embedder.dimension
+        spans = [[(0, 11)], [(0, 9)]]
+        _, pooled = encode_spans(loading, self.texts, spans)
+        _, expected = encode_spans(hashing_embedder, self.texts, spans)
+        np.testing.assert_array_equal(pooled[0], expected[0])
+
+    def test_a_failed_load_is_raised_to_every_caller(self) -> None:
+        def load() -> Embedder:
+            raise OSError("no model at /nowhere")
+
+        loading = BackgroundLoadedEmbedder(load, model_name="/nowhere")
+        for _ in range(2):
+            with pytest.raises(EmbedderUnavailable, match="no model at /nowhere"):
+                loading.encode(self.texts)
+        assert loading.failed and not loading.ready
+
+    def test_refuses_a_model_of_another_name(self, hashing_embedder: Embedder) -> None:
+        loading = BackgroundLoadedEmbedder(lambda: hashing_embedder, model_name="other-model")
+        with pytest.raises(EmbedderUnavailable, match="not 'other-model'"):
+            loading.wait()
 
 
 class TestSpans:

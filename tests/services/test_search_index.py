@@ -1,5 +1,6 @@
 """The search index's snapshot: a restart loads it and catches up, or rebuilds from the database."""
 
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlmodel import Session
 from marketplace.models import Listing, ListingEmbedding, Member
 from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings, listings, matches, members, organizations
-from matching.embedding import Embedder
+from matching.embedding import BackgroundLoadedEmbedder, Embedder
 from schemas.listings import ListingCreate, ListingUpdate
 from schemas.matches import SearchRequest
 from schemas.members import MemberCreate, Role
@@ -106,6 +107,34 @@ class TestSnapshot:
         listing = catalogue[0]
         entry = second.listing(listing.row_id or 0)
         assert entry is not None and entry.id == listing.id
+
+    def test_a_restart_serves_matches_while_the_model_loads(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        opened(engine, embedder, path).close()
+        released = threading.Event()
+
+        def load() -> Embedder:
+            released.wait(60)
+            return embedder
+
+        loading = BackgroundLoadedEmbedder(load, model_name=embedder.model_name)
+        restarted = SearchIndex(engine, loading, path=path)
+        assert restarted.open().from_snapshot
+        scenario = next(listing for listing in catalogue if listing.kind == "scenario")
+        with Session(engine) as session:
+            found = matches.for_listing(
+                session, viewer=None, listing_id=scenario.id, index=restarted, kind=None,
+                limit=10, strict=False, min_score=0.0,
+            )  # fmt: skip
+            assert found and all(m.evidence for m in found)
+            assert not loading.ready  # matched from stored vectors alone
+            released.set()
+            searched = matches.search(
+                session, viewer=None, request=SearchRequest(text="road traffic"), index=restarted
+            )
+        assert loading.ready and searched
 
     def test_changes_made_while_down_are_applied_after_restart(
         self,
