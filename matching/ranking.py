@@ -35,7 +35,7 @@ from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
 from matching.facts_store import FactsStore
 from matching.id_set import IdSet
 from matching.index import IndexKind, VectorIndex
-from matching.lexical import LexicalIndex
+from matching.lexical import LexicalIndex, LexicalQuery
 from matching.listing_vectors import embed_listings, evidence
 from matching.text import cjk_share
 
@@ -121,7 +121,6 @@ class _Candidate:
     id: int
     semantic: float
     lexical: float
-    matched_terms: tuple[str, ...]
     relevance: float = 0.0
 
 
@@ -446,7 +445,10 @@ class Matcher:
             allowed = self._allowed(kinds, allowed_ids, listing.id if listing else None)
             if limit <= 0 or (allowed is not None and not allowed):
                 return []
-            candidates = self._candidates(text, query_vector, allowed, method)
+            lexical_query = self.lexical.query(text)
+            candidates = self._candidates(
+                lexical_query, query_vector, allowed, method, cjk=cjk_share(text) >= 0.5
+            )
             candidates.sort(key=lambda c: (-c.relevance, c.id))
             best: list[float] = []  # a min-heap of the `limit` best totals so far
             for candidate in candidates:
@@ -460,8 +462,9 @@ class Matcher:
                 if total >= min_score:
                     scored.append((total, candidate, counterpart, checks))
                     (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, total)
-        scored.sort(key=lambda item: (-item[0], item[1].id))
-        top = scored[:limit]
+            scored.sort(key=lambda item: (-item[0], item[1].id))
+            top = scored[:limit]
+            terms = {c.id: self.lexical.matched_terms(lexical_query, c.id) for _, c, _, _ in top}
         found = [
             Match(
                 id=candidate.id,
@@ -473,7 +476,7 @@ class Matcher:
                     relevance=candidate.relevance,
                     constraints=constraint_score(checks),
                 ),
-                matched_terms=candidate.matched_terms,
+                matched_terms=terms[candidate.id] if candidate.lexical > 0 else (),
                 evidence="",
                 checks=checks,
             )
@@ -503,7 +506,13 @@ class Matcher:
         return {int(i): float(s) for s, i in zip(scores, ids, strict=True) if i >= 0}
 
     def _candidates(
-        self, text: str, query_vector: Vector, allowed: IdSet | None, method: Method
+        self,
+        query: LexicalQuery,
+        query_vector: Vector,
+        allowed: IdSet | None,
+        method: Method,
+        *,
+        cjk: bool,
     ) -> list[_Candidate]:
         """Retrieve candidates, give each both retrievers' scores, and set their relevance."""
         depth = self.settings.candidates
@@ -511,7 +520,11 @@ class Matcher:
         # Fusion and explanations need both scores of every candidate, not only the retriever's
         # that found it: the lexical side scores the dense candidates too ...
         found = self.lexical.search(
-            text, depth if method != "dense" else 0, allowed_ids=allowed, also=semantic.keys()
+            query,
+            depth if method != "dense" else 0,
+            allowed_ids=allowed,
+            also=semantic.keys(),
+            with_terms=False,
         )
         hits = {hit.id: hit for hit in found}
         ids = set(semantic) | set(hits)
@@ -525,11 +538,10 @@ class Matcher:
                 id=listing_id,
                 semantic=semantic.get(listing_id, 0.0),
                 lexical=hits[listing_id].score / best if listing_id in hits else 0.0,
-                matched_terms=hits[listing_id].matched_terms if listing_id in hits else (),
             )
             for listing_id in sorted(ids)
         ]
-        self._set_relevance(candidates, method, cjk_share(text) >= 0.5)
+        self._set_relevance(candidates, method, cjk)
         return candidates
 
     def _set_relevance(self, candidates: list[_Candidate], method: Method, cjk: bool) -> None:

@@ -33,6 +33,15 @@ class TestLexicalIndex:
         index = _index({1: "city traffic sensors", 2: "hospital records"})
         assert index.search("sensors in the city", 1)[0].matched_terms == ("sensor", "city")
 
+    def test_matched_terms_can_be_asked_for_the_hits_shown_only(self) -> None:
+        index = _index({1: "city traffic sensors", 2: "hospital records"})
+        query = index.query("sensors in the city")
+        (hit,) = index.search(query, 1, with_terms=False)
+        assert hit.matched_terms == ()
+        assert index.matched_terms(query, hit.id) == ("sensor", "city")
+        assert index.matched_terms("hospital sensors", 2) == ("hospital",)
+        assert index.matched_terms(query, 99) == ()
+
     def test_finds_chinese_documents_by_chinese_words(self) -> None:
         index = _index({1: "上海市城市交通流量数据集", 2: "医院电子病历", 3: "traffic flow"})
         assert [hit.id for hit in index.search("交通流量", 3)] == [1]
