@@ -12,10 +12,15 @@ for short texts (one query 5.7 against 7.5 ms).
 """
 
 import importlib
+import json
 import os
+import shutil
 import threading
+import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
@@ -159,30 +164,45 @@ class EmbedderUnavailable(RuntimeError):
 
 
 class BackgroundLoadedEmbedder:
-    """An `Embedder` whose model loads in a background thread, started at construction.
+    """An `Embedder` whose model loads in a background thread, from `start()` on.
 
     Loading a model takes seconds (for sentence-transformers mostly the import of torch and its
     peers). A service can meanwhile answer what needs no new embedding (matches between stored
-    vectors); `encode`, `encode_spans` and `dimension` wait for the model.
+    vectors) and, given a quick query encoder of the same model (an ONNX export), embed queries;
+    everything else waits for the model.
 
     Args:
         load: builds the real embedder (called once, in the background thread).
         model_name: the name the loaded embedder will have, known before it loads.
+        queries: an embedder of the same vectors for `encode` calls without `bulk`, used from
+            the start; None sends queries to the model too.
     """
 
-    def __init__(self, load: Callable[[], Embedder], *, model_name: str) -> None:
+    def __init__(
+        self, load: Callable[[], Embedder], *, model_name: str, queries: Embedder | None = None
+    ) -> None:
         self.model_name = model_name
+        self._load = load
+        self._queries = queries
         self._loaded: Embedder | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._load, args=(load,), name="embedder-load", daemon=True
-        )
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="embedder-load", daemon=True)
 
-    def _load(self, load: Callable[[], Embedder]) -> None:
+    def start(self) -> "BackgroundLoadedEmbedder":
+        """Start loading (once); returns self."""
+        if self._thread.ident is None:
+            self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the background thread has finished (loaded, failed, or never started)."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
         try:
-            embedder = load()
+            embedder = self._load()
             if embedder.model_name != self.model_name:
                 raise ValueError(f"loaded model {embedder.model_name!r}, not {self.model_name!r}")
             self._loaded = embedder
@@ -200,6 +220,17 @@ class BackgroundLoadedEmbedder:
     def failed(self) -> bool:
         """Whether loading the model failed."""
         return self._error is not None
+
+    @property
+    def queries_ready(self) -> bool:
+        """Whether a query is embedded without waiting (a query encoder, or the model, is in)."""
+        return self._queries is not None or self.ready
+
+    def use_for_queries(self, queries: Embedder) -> None:
+        """Embed queries (`encode` without `bulk`) with this embedder of the same vectors."""
+        if queries.model_name != self.model_name:
+            raise ValueError(f"a query encoder of {queries.model_name!r}, not {self.model_name!r}")
+        self._queries = queries
 
     def wait(self, timeout: float | None = None) -> Embedder:
         """The loaded embedder, once it is.
@@ -220,11 +251,15 @@ class BackgroundLoadedEmbedder:
 
     @property
     def dimension(self) -> int:
-        return self.wait().dimension
+        queries = self._queries
+        return queries.dimension if queries is not None else self.wait().dimension
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
     ) -> npt.NDArray[np.float32]:
+        queries = self._queries
+        if queries is not None and not bulk:
+            return queries.encode(texts, batch_size=batch_size)
         return self.wait().encode(texts, batch_size=batch_size, bulk=bulk)
 
     def encode_spans(
@@ -234,7 +269,7 @@ class BackgroundLoadedEmbedder:
 
     def __repr__(self) -> str:
         state = "loaded" if self.ready else "failed" if self.failed else "loading"
-        return f"BackgroundLoadedEmbedder({self.model_name!r}, {state})"
+        return f"BackgroundLoadedEmbedder({self.model_name!r}, {state}, queries={self._queries!r})"
 
 
 def default_model_path() -> str:
@@ -431,6 +466,75 @@ class SentenceTransformerEmbedder:
             pooled.append(pool_spans(tokens, offsets, spans[n]))
         return vectors, pooled
 
+    def export_onnx(self, folder: str | os.PathLike[str]) -> bool:
+        """Write an ONNX export of the model for `matching.onnx_encoder.OnnxEncoder`.
+
+        The export is checked before it is kept: its vectors of a few English, Chinese, short
+        and over-long texts, encoded in one padded batch, must equal this model's fp32 vectors
+        (cosine >= 0.9999). The folder is replaced whole or left as it was.
+
+        Args:
+            folder: where to write it (created; an existing export there is replaced).
+
+        Returns:
+            False when the model cannot be exported: only models whose text vector is the mean
+            of their token vectors can.
+
+        Raises:
+            ValueError: the export's vectors differ from the model's.
+        """
+        if not self._late_chunking:
+            return False
+        import torch
+
+        from matching import onnx_encoder
+
+        target = Path(folder)
+        staging = target.with_name(f"{target.name}.staging-{uuid.uuid4().hex}")
+        staging.mkdir(parents=True)
+        try:
+            tokenizer = self._model.tokenizer
+            example = tokenizer(list(_EXPORT_CHECK_TEXTS[:2]), padding=True, return_tensors="pt")
+            inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+                      if name in example]  # fmt: skip
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                # The tracer warns about Python branches on tensor values; the check below is
+                # what shows the export right.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    _token_vectors_module(self._model[0].auto_model, inputs).eval(),
+                    tuple(example[name] for name in inputs),
+                    str(staging / onnx_encoder.MODEL_FILE),
+                    input_names=inputs,
+                    output_names=["token_embeddings"],
+                    dynamic_axes={
+                        name: {0: "batch", 1: "sequence"} for name in [*inputs, "token_embeddings"]
+                    },
+                    opset_version=17,
+                    dynamo=False,
+                )
+            tokenizer.backend_tokenizer.save(str(staging / onnx_encoder.TOKENIZER_FILE))
+            config = {
+                "format": onnx_encoder.FORMAT,
+                "model_name": self.model_name,
+                "dimension": self.dimension,
+                "max_seq_length": self._model.max_seq_length,
+                "pad_token_id": tokenizer.pad_token_id or 0,
+                "inputs": inputs,
+            }
+            (staging / onnx_encoder.CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            exported = onnx_encoder.OnnxEncoder(staging).encode(_EXPORT_CHECK_TEXTS)
+            expected = self.encode_with(_EXPORT_CHECK_TEXTS, precision="fp32")
+            agreement = float(np.min(np.sum(exported * expected, axis=1)))
+            if agreement < 0.9999:
+                raise ValueError(f"the ONNX export disagrees with the model (cosine {agreement})")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return True
+
     def _bulk_threads(self, bulk: bool) -> AbstractContextManager[object]:
         return _torch_threads(self.bulk_threads) if bulk else nullcontext()
 
@@ -478,6 +582,30 @@ class SentenceTransformerEmbedder:
             f"SentenceTransformerEmbedder({self.model_name!r}, dimension={self.dimension}, "
             f"query={self.query_precision}, bulk={self.bulk_precision})"
         )
+
+
+_EXPORT_CHECK_TEXTS = (
+    "Hourly traffic counts from 400 road sensors.",
+    "上海市城市交通流量数据集，包含路口摄像头和线圈检测器的记录。",
+    "A graph neural network that forecasts traffic flow. " * 60,  # past the model's window
+    "GPU",
+)
+
+
+def _token_vectors_module(transformer: Any, inputs: list[str]) -> Any:
+    """The transformer as a torch module of positional inputs that returns its token vectors:
+    what `torch.onnx.export` traces (defined here because torch is imported lazily)."""
+    import torch
+
+    class TokenVectors(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.transformer(**dict(zip(inputs, tensors, strict=True)))[0]
+
+    return TokenVectors()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from matching.embedding import (
     encode_spans,
     pool_spans,
 )
+from tests.matching.conftest import HashingEmbedder
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,7 +124,7 @@ class TestBackgroundLoadedEmbedder:
             released.wait(30)
             return hashing_embedder
 
-        loading = BackgroundLoadedEmbedder(load, model_name=hashing_embedder.model_name)
+        loading = BackgroundLoadedEmbedder(load, model_name=hashing_embedder.model_name).start()
         assert not loading.ready and not loading.failed
         with pytest.raises(EmbedderUnavailable, match="still loading"):
             loading.wait(timeout=0.01)
@@ -137,11 +138,35 @@ class TestBackgroundLoadedEmbedder:
         _, expected = encode_spans(hashing_embedder, self.texts, spans)
         np.testing.assert_array_equal(pooled[0], expected[0])
 
+    def test_queries_go_to_the_query_encoder_while_the_model_loads(
+        self, hashing_embedder: Embedder
+    ) -> None:
+        released = threading.Event()
+
+        def load() -> Embedder:
+            released.wait(30)
+            return hashing_embedder
+
+        name = hashing_embedder.model_name
+        loading = BackgroundLoadedEmbedder(load, model_name=name, queries=hashing_embedder)
+        loading.start()
+        assert loading.queries_ready and not loading.ready
+        np.testing.assert_array_equal(
+            loading.encode(self.texts), hashing_embedder.encode(self.texts)
+        )
+        assert loading.dimension == hashing_embedder.dimension
+        with pytest.raises(EmbedderUnavailable, match="still loading"):
+            loading.wait(timeout=0.01)  # what a bulk encode would wait for
+        released.set()
+        assert loading.encode(self.texts, bulk=True).shape == (2, hashing_embedder.dimension)
+        with pytest.raises(ValueError, match="a query encoder of 'test-hashing-8'"):
+            loading.use_for_queries(HashingEmbedder(8))
+
     def test_a_failed_load_is_raised_to_every_caller(self) -> None:
         def load() -> Embedder:
             raise OSError("no model at /nowhere")
 
-        loading = BackgroundLoadedEmbedder(load, model_name="/nowhere")
+        loading = BackgroundLoadedEmbedder(load, model_name="/nowhere").start()
         for _ in range(2):
             with pytest.raises(EmbedderUnavailable, match="no model at /nowhere"):
                 loading.encode(self.texts)
@@ -149,6 +174,7 @@ class TestBackgroundLoadedEmbedder:
 
     def test_refuses_a_model_of_another_name(self, hashing_embedder: Embedder) -> None:
         loading = BackgroundLoadedEmbedder(lambda: hashing_embedder, model_name="other-model")
+        loading.start()
         with pytest.raises(EmbedderUnavailable, match="not 'other-model'"):
             loading.wait()
 
