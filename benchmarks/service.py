@@ -60,21 +60,23 @@ sys.path.insert(0, str(ROOT))
 
 from marketplace import db, security  # noqa: E402
 from marketplace.demo import catalogue  # noqa: E402
-from marketplace.embedder import shared_embedder  # noqa: E402
+from marketplace.embedder import onnx_folder, shared_embedder  # noqa: E402
 from marketplace.listing_facts import listing_facts  # noqa: E402
 from marketplace.models import Listing, ListingEmbedding, Member  # noqa: E402
 from marketplace.search_index import SearchIndex  # noqa: E402
 from marketplace.services import embeddings, listings, members, organizations  # noqa: E402
 from marketplace.settings import Settings  # noqa: E402
+from matching.embedding import DEFAULT_MODEL_NAME  # noqa: E402
 from matching.evaluation import load_bench  # noqa: E402
 from matching.facts import ListingFacts  # noqa: E402
 from matching.listing_vectors import embed_listings  # noqa: E402
+from matching.onnx_encoder import read_config  # noqa: E402
 from schemas.listings import ListingCreate  # noqa: E402
 from schemas.members import MemberCreate, Role  # noqa: E402
 from schemas.organizations import OrganizationFields  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "bench"
-console = Console()
+console = Console(width=max(Console().width, 120))
 _PARSE = TypeAdapter(ListingCreate).validate_python
 _LOADER_KEYS = ("organization", "ref", "linked_dataset_refs")
 NOISE = 0.01
@@ -368,9 +370,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ensure_onnx_export(data_dir: Path) -> None:
+    """Write the model's ONNX export for queries, as the service's first start does."""
+    folder = onnx_folder(Settings(data_dir=data_dir), DEFAULT_MODEL_NAME)
+    if read_config(folder) is None:
+        shared_embedder(None).export_onnx(folder)
+
+
 @contextmanager
 def server(data_dir: Path, index_kind: str) -> Iterator[tuple[str, float]]:
-    """A real uvicorn worker over the data dir; yields its base URL and seconds until healthy."""
+    """A real uvicorn worker over the data dir; yields its base URL and seconds until healthy.
+
+    The model's ONNX export is written first, so queries use it as in any later start.
+    """
+    ensure_onnx_export(data_dir)
     port = free_port()
     env = {
         **os.environ,
@@ -511,6 +524,7 @@ def run_http(args: argparse.Namespace) -> None:
         server(data_dir, args.index_kind) as (base, _),
         httpx.Client(base_url=base, timeout=30) as client,
     ):
+        model_ready(base)  # measure the steady state, not the model loading beside it
         for send in ([lambda p=p: client.get(p) for p in paths[:20]]
                      + [lambda b=b: client.post("/api/v1/search", content=b,
                                                headers={"Content-Type": "application/json"})
@@ -616,18 +630,17 @@ def run_restart(args: argparse.Namespace) -> None:
         server(data_dir, args.index_kind) as (base, seconds),
     ):
         served = first_answer(lambda: httpx.get(base + paths[0], timeout=60)) - spawned
-        model = model_ready(base) - spawned
-        search = (
-            first_answer(
-                lambda: httpx.post(f"{base}/api/v1/search", json={"text": texts[0]}, timeout=60)
-            )
+        search_body = {"text": texts[0]}
+        searched = (
+            first_answer(lambda: httpx.post(f"{base}/api/v1/search", json=search_body, timeout=60))
             - spawned
         )
+        model = model_ready(base) - spawned
     for label, value in (
         ("uvicorn spawn -> /health 200", seconds),
         ("  -> first GET .../matches answered", served),
-        ("  -> /health says model ready", model),
-        ("  -> first POST /search answered", search),
+        ("  -> first POST /search answered", searched),
+        ("  -> /health: model ready (writes)", model),
     ):
         rows.append([label, f"{size:,}", "-", "True", "-", f"{value:.2f} total", "-", "-"])
     table(

@@ -21,7 +21,7 @@ from marketplace.api import (
     webhooks,
 )
 from marketplace.body_limit import BodySizeLimit
-from marketplace.embedder import background_embedder
+from marketplace.embedder import service_embedder
 from marketplace.errors import install_error_handlers, problem_response
 from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     `embedder` lets a process that already loaded the model (tests, benchmarks) share it;
     without it the model loads in a background thread while the index opens, and the app
-    serves from the start: requests that must embed text wait until the model is ready.
+    serves from the start: matches at once, searches once a query encoder is in (the model's
+    ONNX export at once, else the model), writes when the model is.
     """
     settings = settings or Settings()
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                     "at the latest migration. Run `marketplace db upgrade` first."
                 )
             app.state.engine = engine
-            model = embedder or background_embedder(settings.embedding_model)
+            model = embedder or service_embedder(settings)
             app.state.embedder = model
             index = SearchIndex.configured(engine, model, settings)
             report = index.open()
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             finally:
                 worker.stop()
                 index.close()
+                if isinstance(model, BackgroundLoadedEmbedder):
+                    model.join(timeout=60)  # never leave a half-written ONNX export behind
         finally:
             engine.dispose()
 
@@ -96,16 +99,21 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     def health(request: Request) -> dict[str, str]:
         """Liveness: the process answers, its database is migrated and its index is open.
 
-        `model` is "loading" in the first seconds after a start, while requests that embed
-        text (search, writes) wait for the model; it is "ready" afterwards. A model that failed
+        `model` is "loading" in the first seconds after a start, while writes (which embed
+        listings) wait for it, and "ready" afterwards; `search` says the same of free-text
+        queries, which an ONNX export of the model serves from the start. A model that failed
         to load answers 503 `model_unavailable`.
         """
         model = request.app.state.embedder
-        if isinstance(model, BackgroundLoadedEmbedder) and not model.ready:
-            if model.failed:
-                model.wait()  # raises EmbedderUnavailable, a 503
-            return {"status": "ok", "model": "loading"}
-        return {"status": "ok", "model": "ready"}
+        if not isinstance(model, BackgroundLoadedEmbedder):
+            return {"status": "ok", "model": "ready", "search": "ready"}
+        if model.failed:
+            model.wait()  # raises EmbedderUnavailable, a 503
+        return {
+            "status": "ok",
+            "model": "ready" if model.ready else "loading",
+            "search": "ready" if model.queries_ready else "loading",
+        }
 
     app.include_router(api)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -1,12 +1,26 @@
-"""The process's embedding model, loaded once per model name (it costs seconds and ~500 MB)."""
+"""The process's embedding model, loaded once per model name (it costs seconds and ~500 MB).
+
+The app loads it in a background thread. Its free-text queries use an ONNX export of the model
+kept under the data directory (2-3x faster, and ready 0.3 s after the start instead of 3-5 s);
+the first start that finds none writes one once the model has loaded.
+"""
 
 import functools
+import hashlib
+import logging
+import re
+from pathlib import Path
 
+from marketplace.settings import Settings
 from matching.embedding import (
     BackgroundLoadedEmbedder,
+    Embedder,
     SentenceTransformerEmbedder,
     stored_model_name,
 )
+from matching.onnx_encoder import OnnxEncoder, read_config
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -15,12 +29,50 @@ def shared_embedder(model: str | None) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(model)
 
 
-@functools.cache
-def background_embedder(model: str | None) -> BackgroundLoadedEmbedder:
-    """The shared embedder for `model`, loading in a background thread from the first call.
+def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
+    """The app's embedder: the model starts loading in the background; queries go to its ONNX
+    export when one is there (and `settings.onnx_queries` is on)."""
+    model_name = stored_model_name(settings.embedding_model)
+    folder = onnx_folder(settings, model_name)
+    queries = _saved_export(folder, model_name) if settings.onnx_queries else None
 
-    The service starts serving matches from its index snapshot while the model loads.
-    """
-    return BackgroundLoadedEmbedder(
-        functools.partial(shared_embedder, model), model_name=stored_model_name(model)
-    )
+    def load() -> Embedder:
+        model = shared_embedder(settings.embedding_model)
+        if settings.onnx_queries and queries is None:
+            exported = _export(model, folder)
+            if exported is not None:
+                embedder.use_for_queries(exported)
+        return model
+
+    embedder = BackgroundLoadedEmbedder(load, model_name=model_name, queries=queries)
+    return embedder.start()
+
+
+def onnx_folder(settings: Settings, model_name: str) -> Path:
+    """Where the ONNX export of a model is kept: a readable name, made unique by a hash."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name).strip("-.")[-60:]
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:12]
+    return settings.data_dir / "models" / f"{readable}-{digest}"
+
+
+def _saved_export(folder: Path, model_name: str) -> OnnxEncoder | None:
+    config = read_config(folder)
+    if config is None or config.get("model_name") != model_name:
+        return None
+    try:
+        return OnnxEncoder(folder)
+    except Exception:  # a damaged export: queries use the model, and the export is made again
+        log.warning("the ONNX export at %s is unusable", folder, exc_info=True)
+        return None
+
+
+def _export(model: SentenceTransformerEmbedder, folder: Path) -> OnnxEncoder | None:
+    try:
+        if not model.export_onnx(folder):
+            log.info("model %s is not exportable to ONNX; queries use it", model.model_name)
+            return None
+        log.info("exported model %s to ONNX at %s for queries", model.model_name, folder)
+        return OnnxEncoder(folder)
+    except Exception:  # queries keep using the model: slower, never wrong
+        log.warning("exporting model %s to ONNX failed", model.model_name, exc_info=True)
+        return None

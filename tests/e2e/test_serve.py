@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,6 +61,25 @@ def _wait_until_up(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     pytest.fail("the server did not come up within 30 s")
 
 
+@contextmanager
+def _served(env: dict[str, str], port: int) -> Iterator[str]:
+    """`marketplace serve` running until the block ends; yields its base URL once it answers."""
+    process = subprocess.Popen(
+        [MARKETPLACE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(f"{base}/api/v1/health", process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def _model_ready_within(url: str, *, seconds: float) -> bool:
     """Whether /health reports the background-loaded model ready within the time."""
     deadline = time.monotonic() + seconds
@@ -84,19 +104,19 @@ class TestServe:
         subprocess.run(
             [MARKETPLACE, "db", "upgrade"], env=server_env, check=True, capture_output=True
         )
-        process = subprocess.Popen(
-            [MARKETPLACE, "serve", "--port", str(port)],
-            env=server_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            health = _wait_until_up(f"{base}/api/v1/health", process)  # type: ignore[arg-type]
-            assert health.json()["status"] == "ok"
+        with _served(server_env, port) as base:
+            health = httpx.get(f"{base}/api/v1/health").json()
+            assert health["status"] == "ok"
+            # The first start has no ONNX export yet: search waits for the model, which
+            # writes one once loaded.
             assert _model_ready_within(f"{base}/api/v1/health", seconds=60)
             assert httpx.get(f"{base}/docs").status_code == 200
             assert "/api/v1/listings" in httpx.get(f"{base}/openapi.json").json()["paths"]
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+        exports = list(Path(server_env["SCX_DATA_DIR"]).glob("models/*/model.onnx"))
+        assert len(exports) == 1
+
+        with _served(server_env, port) as base:
+            health = httpx.get(f"{base}/api/v1/health").json()
+            assert health["search"] == "ready"  # from the export, whatever the model's state
+            found = httpx.post(f"{base}/api/v1/search", json={"text": "traffic"}, timeout=30)
+            assert found.status_code == 200 and found.json()["items"] == []
