@@ -93,29 +93,6 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     return len(stale)
 
 
-def stored_sentence_vectors(
-    session: Session, row_ids: Sequence[int], *, model_name: str
-) -> dict[int, npt.NDArray[np.float32]]:
-    """The stored sentence vectors of these listings (of this model), by row id."""
-    if not row_ids:
-        return {}
-    rows = session.exec(
-        select(
-            ListingEmbedding.listing_row_id,
-            ListingEmbedding.dimension,
-            ListingEmbedding.sentence_vectors,
-        ).where(
-            col(ListingEmbedding.listing_row_id).in_(row_ids),
-            ListingEmbedding.model_name == model_name,
-        )
-    )
-    return {
-        row_id: sentences_from_bytes(data, dimension)
-        for row_id, dimension, data in rows
-        if data is not None
-    }
-
-
 def listing_count(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Listing)).one()
 

@@ -7,10 +7,12 @@ listing made private a moment ago never shows even before every worker's index h
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -28,6 +30,7 @@ from marketplace.models import (
 from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings
 from marketplace.services.listings import get_visible, visible_to
+from matching.embedding import Vectors
 from matching.facts import Kind, counterpart_kinds
 from matching.ranking import Match
 from schemas.errors import FieldError
@@ -60,28 +63,58 @@ def _visible_rows(
     return {row.row_id or 0: row for row in rows}
 
 
+@dataclass
+class _Shown:
+    """The matches to show, with their rows and stored sentence vectors by row id."""
+
+    matches: list[Match]
+    rows: dict[int, Listing]
+    sentences: dict[int, Vectors]
+
+
 def _first_visible(
     session: Session,
     viewer: Member | None,
+    index: SearchIndex,
     found: Sequence[Match],
     count: int,
     *extra: object,
     skip: Collection[uuid.UUID] = (),
-) -> tuple[list[Match], dict[int, Listing]]:
-    """The first `count` matches the caller may see (and that pass the filters), with their rows.
+) -> _Shown:
+    """The first `count` matches the caller may see (and that pass the filters), with their rows
+    and the sentence vectors that explain them, read together.
 
     Rows are read `count` candidates at a time: the index's own visibility is nearly always
     current, so one read usually settles it.
     """
-    kept: list[Match] = []
-    rows: dict[int, Listing] = {}
+    shown = _Shown([], {}, {})
+    with_sentences = (
+        select(Listing, ListingEmbedding.dimension, ListingEmbedding.sentence_vectors)
+        .outerjoin(
+            ListingEmbedding,
+            and_(
+                col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
+                col(ListingEmbedding.model_name) == index.matcher.embedder.model_name,
+            ),
+        )
+        .where(visible_to(viewer), *extra)  # type: ignore[arg-type]
+    )
     for start in range(0, len(found), max(count, 1)):
         batch = found[start : start + max(count, 1)]
-        rows.update(_visible_rows(session, viewer, [m.id for m in batch], *extra))
-        kept += [m for m in batch if m.id in rows and rows[m.id].id not in skip]
-        if len(kept) >= count:
+        query = with_sentences.where(col(Listing.row_id).in_([m.id for m in batch]))
+        for listing, dimension, sentences in session.exec(query):
+            shown.rows[listing.row_id or 0] = listing
+            if sentences is not None:
+                shown.sentences[listing.row_id or 0] = embeddings.sentences_from_bytes(
+                    sentences, dimension
+                )
+        shown.matches += [
+            m for m in batch if m.id in shown.rows and shown.rows[m.id].id not in skip
+        ]
+        if len(shown.matches) >= count:
             break
-    return kept[:count], rows
+    shown.matches = shown.matches[:count]
+    return shown
 
 
 def _feedback(
@@ -128,6 +161,30 @@ def _kinds(listing: Listing, kind: ListingKind | None) -> frozenset[Kind]:
     return frozenset({kind.value})  # type: ignore[arg-type]
 
 
+def _visible_with_vector(
+    session: Session, viewer: Member | None, listing_id: uuid.UUID, index: SearchIndex
+) -> tuple[Listing, npt.NDArray[np.float32]]:
+    """A listing the viewer may see (else 404, as `get_visible`) and its embedding, read
+    together; embedded afresh when it has none of the current model."""
+    found = session.exec(
+        select(Listing, ListingEmbedding.vector)
+        .outerjoin(
+            ListingEmbedding,
+            and_(
+                col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
+                col(ListingEmbedding.model_name) == index.matcher.embedder.model_name,
+            ),
+        )
+        .where(Listing.id == listing_id, visible_to(viewer))
+    ).first()
+    if found is None:
+        raise NotFound("No such listing.")
+    listing, stored = found
+    if stored is not None:
+        return listing, embeddings.from_bytes(stored)
+    return listing, index.matcher.embed([listing_facts(listing)])[0]
+
+
 def for_listing(
     session: Session,
     *,
@@ -140,11 +197,10 @@ def for_listing(
     min_score: float,
 ) -> list[MatchRead]:
     """Ranked, explained counterparts from the other side that the caller may see."""
-    listing = get_visible(session, viewer=viewer, listing_id=listing_id)
+    listing, vector = _visible_with_vector(session, viewer, listing_id, index)
     verdicts = _feedback(session, viewer, listing)
     dismissed = _dismissed(verdicts)
     allowed = index.visible_ids(viewer.organization_id if viewer else None)
-    vector = query_vector(session, index, listing)
     found = index.matcher.match(
         listing_facts(listing),
         kinds=_kinds(listing, kind),
@@ -155,21 +211,11 @@ def for_listing(
         vector=vector,
         explain=False,
     )
-    kept, rows = _first_visible(session, viewer, found, limit, skip=dismissed)
+    shown = _first_visible(session, viewer, index, found, limit, skip=dismissed)
     return [
-        match_read(match, rows[match.id], verdicts.get(rows[match.id].id))
-        for match in _explained(session, index, kept, vector)
+        match_read(match, shown.rows[match.id], verdicts.get(shown.rows[match.id].id))
+        for match in index.matcher.explain(shown.matches, vector, shown.sentences)
     ]
-
-
-def _explained(
-    session: Session, index: SearchIndex, found: list[Match], vector: npt.NDArray[np.float32]
-) -> list[Match]:
-    """The matches with evidence, from their stored sentence vectors."""
-    stored = embeddings.stored_sentence_vectors(
-        session, [m.id for m in found], model_name=index.matcher.embedder.model_name
-    )
-    return index.matcher.explain(found, vector, stored)
 
 
 def search(
@@ -207,10 +253,10 @@ def search(
             explain=False,
             vector=vector,
         )
-        kept, rows = _first_visible(session, viewer, found, request.limit, *filters)
-        if len(kept) >= request.limit or len(found) < fetch or fetch >= len(index):
-            shown = _explained(session, index, kept, vector)
-            return [match_read(m, rows[m.id], None) for m in shown]
+        shown = _first_visible(session, viewer, index, found, request.limit, *filters)
+        if len(shown.matches) >= request.limit or len(found) < fetch or fetch >= len(index):
+            explained = index.matcher.explain(shown.matches, vector, shown.sentences)
+            return [match_read(m, shown.rows[m.id], None) for m in explained]
         fetch *= 4
 
 

@@ -119,7 +119,7 @@ class TestSnapshot:
             released.wait(60)
             return embedder
 
-        loading = BackgroundLoadedEmbedder(load, model_name=embedder.model_name)
+        loading = BackgroundLoadedEmbedder(load, model_name=embedder.model_name).start()
         restarted = SearchIndex(engine, loading, path=path)
         assert restarted.open().from_snapshot
         scenario = next(listing for listing in catalogue if listing.kind == "scenario")
