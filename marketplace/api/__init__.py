@@ -2,6 +2,9 @@
 
 from typing import Any
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from schemas.errors import PROBLEM_MEDIA_TYPE, Problem
 
 _DESCRIPTIONS = {
@@ -28,3 +31,10 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in sorted({400, 413, 422, *statuses})
     }
+
+
+def model_response(model: BaseModel) -> Response:
+    """A response model serialized once, for hot routes (the route keeps its `response_model`
+    for the docs): FastAPI would dump it, validate the dump again and then serialize, about
+    1 ms for a page of explained matches."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")

@@ -3,9 +3,9 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from marketplace.api import problems
+from marketplace.api import model_response, problems
 from marketplace.deps import CurrentMember, OptionalMember, SearchIndexDep, SessionDep
 from marketplace.services import matches
 from schemas.listings import ListingKind
@@ -33,7 +33,7 @@ def list_matches(
     limit: Annotated[int, Query(ge=1, le=MAX_MATCHES)] = 10,
     strict: Annotated[bool, Query(description="Drop counterparts failing a hard check.")] = False,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-) -> MatchList:
+) -> Response:
     """Ranked counterparts from the other side, each with its score, reasons and checks."""
     items = matches.for_listing(
         session,
@@ -45,15 +45,16 @@ def list_matches(
         strict=strict,
         min_score=min_score,
     )
-    return MatchList(items=items)
+    return model_response(MatchList(items=items))
 
 
 @router.post("/search", response_model=MatchList, responses=problems(401))
 def search(
     body: SearchRequest, session: SessionDep, viewer: OptionalMember, index: SearchIndexDep
-) -> MatchList:
+) -> Response:
     """Free-text search (English or Chinese) over the listings you may see, with filters."""
-    return MatchList(items=matches.search(session, viewer=viewer, request=body, index=index))
+    found = matches.search(session, viewer=viewer, request=body, index=index)
+    return model_response(MatchList(items=found))
 
 
 @router.get(
