@@ -76,17 +76,23 @@ class _Column:
         return self._data[: self.size]
 
 
+Statistics = tuple[int, int]  # (total length, live documents): what document norms depend on
+Weights = npt.NDArray[np.float64]
+
+
 class _Postings:
     """The slots holding one term and its frequency in each: arrays, plus appends not yet
-    merged into them (merged on the next read)."""
+    merged into them (merged on the next read), and the BM25 weights of the slots as last
+    computed, with the corpus statistics they were computed for."""
 
-    __slots__ = ("_pending_frequencies", "_pending_slots", "frequencies", "slots")
+    __slots__ = ("_pending_frequencies", "_pending_slots", "_weights", "frequencies", "slots")
 
     def __init__(self, slots: Ints, frequencies: Ints) -> None:
         self.slots = slots
         self.frequencies = frequencies
         self._pending_slots: list[int] = []
         self._pending_frequencies: list[int] = []
+        self._weights: tuple[Statistics, Weights] | None = None
 
     def append(self, slot: int, frequency: int) -> None:
         self._pending_slots.append(slot)
@@ -99,7 +105,16 @@ class _Postings:
                 [self.frequencies, np.asarray(self._pending_frequencies, np.int32)]
             )
             self._pending_slots, self._pending_frequencies = [], []
+            self._weights = None
         return self.slots, self.frequencies
+
+    def weights(self, statistics: Statistics, compute: Callable[[Ints, Ints], Weights]) -> Weights:
+        """Each slot's weight for the term: `compute(slots, frequencies)`, cached while the
+        statistics stay the same (reads far outnumber writes)."""
+        slots, frequencies = self.arrays()
+        if self._weights is None or self._weights[0] != statistics:
+            self._weights = (statistics, compute(slots, frequencies))
+        return self._weights[1]
 
 
 class LexicalIndex:
@@ -289,13 +304,21 @@ class LexicalIndex:
         count = len(self._slot_of)
         if count == 0:
             return scores
-        lengths = self._lengths[: scores.size]
-        norm = self.k1 * (1 - self.b + self.b * lengths / (self._total_length / count))
+        average_length = self._total_length / count
+
+        def term_weights(slots: Ints, tf: Ints) -> Weights:
+            """tf (k1 + 1) / (tf + k1 (1 - b + b length / average length)): BM25 without idf."""
+            norm = self.k1 * (1 - self.b + self.b * self._lengths[slots] / average_length)
+            weights: Weights = tf * (self.k1 + 1) / (tf + norm)
+            return weights
+
+        statistics = (self._total_length, count)
         for term in query_terms.tolist():
             frequency = int(self._document_frequency[term])
             idf = math.log(1 + (count - frequency + 0.5) / (frequency + 0.5))
-            slots, tf = self._postings[term].arrays()
-            scores[slots] += idf * tf * (self.k1 + 1) / (tf + norm[slots])
+            postings = self._postings[term]
+            weights = postings.weights(statistics, term_weights)
+            scores[postings.slots] += idf * weights
         return scores
 
     def _matched(self, query_terms: Ints, slot: int) -> tuple[str, ...]:

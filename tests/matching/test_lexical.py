@@ -68,6 +68,18 @@ class TestLexicalIndex:
         assert [hit.id for hit in hits] == [99]
         assert hits[0].matched_terms == ("bathymetry", "sonar")
 
+    def test_scores_stay_exact_across_writes_between_searches(self) -> None:
+        documents = {n: f"traffic sensor{n % 5} city{n % 3}" for n in range(50)}
+        index = _index(documents)
+        index.search("traffic sensor1 city2", 50)  # weights cached for these statistics
+        index.upsert([7, 90], ["traffic traffic traffic harbour", "sensor1 " * 30])
+        index.remove([3])
+        documents.update({7: "traffic traffic traffic harbour", 90: "sensor1 " * 30})
+        del documents[3]
+        assert index.search("traffic sensor1 city2", 50) == _index(documents).search(
+            "traffic sensor1 city2", 50
+        )
+
     def test_upsert_replaces_a_document(self) -> None:
         index = _index({1: "traffic data", 2: "hospital data"})
         index.upsert([1], ["weather data"])
