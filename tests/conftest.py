@@ -94,7 +94,12 @@ def engine(database_url: str, _engines: dict[str, Engine]) -> Engine:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "data")
+    """Settings over the test database and a fresh data dir.
+
+    Queries use the model itself: an app built from these would otherwise write an ONNX export
+    into each test's data dir (seconds each). tests/e2e and tests/cli cover the export.
+    """
+    return Settings(database_url=database_url, data_dir=tmp_path / "data", onnx_queries=False)
 
 
 @pytest.fixture(autouse=True)
