@@ -34,12 +34,13 @@ def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
     export when one is there (and `settings.onnx_queries` is on)."""
     model_name = stored_model_name(settings.embedding_model)
     folder = onnx_folder(settings, model_name)
-    queries = _saved_export(folder, model_name) if settings.onnx_queries else None
+    threads = settings.query_threads
+    queries = _saved_export(folder, model_name, threads) if settings.onnx_queries else None
 
     def load() -> Embedder:
         model = shared_embedder(settings.embedding_model)
         if settings.onnx_queries and queries is None:
-            exported = _export(model, folder)
+            exported = _export(model, folder, threads)
             if exported is not None:
                 embedder.use_for_queries(exported)
         return model
@@ -55,24 +56,24 @@ def onnx_folder(settings: Settings, model_name: str) -> Path:
     return settings.data_dir / "models" / f"{readable}-{digest}"
 
 
-def _saved_export(folder: Path, model_name: str) -> OnnxEncoder | None:
+def _saved_export(folder: Path, model_name: str, threads: int) -> OnnxEncoder | None:
     config = read_config(folder)
     if config is None or config.get("model_name") != model_name:
         return None
     try:
-        return OnnxEncoder(folder)
+        return OnnxEncoder(folder, num_threads=threads)
     except Exception:  # a damaged export: queries use the model, and the export is made again
         log.warning("the ONNX export at %s is unusable", folder, exc_info=True)
         return None
 
 
-def _export(model: SentenceTransformerEmbedder, folder: Path) -> OnnxEncoder | None:
+def _export(model: SentenceTransformerEmbedder, folder: Path, threads: int) -> OnnxEncoder | None:
     try:
         if not model.export_onnx(folder):
             log.info("model %s is not exportable to ONNX; queries use it", model.model_name)
             return None
         log.info("exported model %s to ONNX at %s for queries", model.model_name, folder)
-        return OnnxEncoder(folder)
+        return OnnxEncoder(folder, num_threads=threads)
     except Exception:  # queries keep using the model: slower, never wrong
         log.warning("exporting model %s to ONNX failed", model.model_name, exc_info=True)
         return None

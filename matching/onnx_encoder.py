@@ -31,7 +31,10 @@ class OnnxEncoder:
 
     Args:
         folder: a folder written by `SentenceTransformerEmbedder.export_onnx`.
-        num_threads: ONNX Runtime intra-op threads (1 suits single queries, as for torch).
+        num_threads: ONNX Runtime intra-op threads per query. Measured here at 100,000 listings
+            (search over HTTP, HNSW): two threads cut one client's p50 from 15.9 to 13.8 ms, but
+            at four concurrent connections they cut throughput from 99 to 81 requests/s (the
+            threads spin, taking the cores from concurrent requests). One is the default.
 
     Raises:
         ValueError: the folder holds no export of a format this code reads.
