@@ -288,6 +288,18 @@ def default_model_path() -> str:
     return str(path)
 
 
+def reject_single_string(texts: Sequence[str], method: str = "encode") -> None:
+    """Refuse a bare string where texts are expected.
+
+    A str is a Sequence[str] of characters; embedding each letter is never meant.
+
+    Raises:
+        TypeError: texts is a str.
+    """
+    if isinstance(texts, str):
+        raise TypeError(f"{method} takes a sequence of texts, not a single string")
+
+
 def normalize_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Scale each row to unit L2 norm in float32 (all-zero rows stay zero).
 
@@ -427,8 +439,7 @@ class SentenceTransformerEmbedder:
             The texts' vectors and, for each text, the vectors of its first m spans: those
             within the model's input window (256 word pieces for the default model).
         """
-        if isinstance(texts, str):
-            raise TypeError("encode_spans takes a sequence of texts, not a single string")
+        reject_single_string(texts, "encode_spans")
         if not self._late_chunking:
             return encode_spans_separately(self, texts, spans, batch_size=batch_size, bulk=bulk)
         if len(texts) == 0:
@@ -551,9 +562,7 @@ class SentenceTransformerEmbedder:
         Returns:
             A C-contiguous float32 array of shape (len(texts), dimension), rows of unit length.
         """
-        if isinstance(texts, str):
-            # A str is a Sequence[str] of characters; embedding each letter is never meant.
-            raise TypeError("encode takes a sequence of texts, not a single string")
+        reject_single_string(texts)
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         import torch

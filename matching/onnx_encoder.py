@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from matching.embedding import normalize_rows
+from matching.embedding import normalize_rows, reject_single_string
 
 CONFIG_FILE = "encoder.json"
 MODEL_FILE = "model.onnx"
@@ -69,8 +69,7 @@ class OnnxEncoder:
         Returns:
             A C-contiguous float32 array of shape (len(texts), dimension), rows of unit length.
         """
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not a single string")
+        reject_single_string(texts)
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         parts = [

@@ -33,15 +33,20 @@ def port() -> int:
     return _free_port()
 
 
-@pytest.fixture
-def serve(server_env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
+def _spawn(env: dict[str, str], port: int, output: int) -> subprocess.Popen[str]:
+    """`marketplace serve` on the port, its output to `output` (stderr with it)."""
+    return subprocess.Popen(
         [MARKETPLACE, "serve", "--port", str(port)],
-        env=server_env,
-        stdout=subprocess.PIPE,
+        env=env,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.fixture
+def serve(server_env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
+    process = _spawn(server_env, port, subprocess.PIPE)
     yield process
     process.terminate()
     process.wait(timeout=20)
@@ -64,13 +69,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[str]) -> httpx.Response:
 @contextmanager
 def _served(env: dict[str, str], port: int) -> Iterator[str]:
     """`marketplace serve` running until the block ends; yields its base URL once it answers."""
-    process = subprocess.Popen(
-        [MARKETPLACE, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = _spawn(env, port, subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(f"{base}/api/v1/health", process)
