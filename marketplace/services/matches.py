@@ -6,7 +6,7 @@ listing made private a moment ago never shows even before every worker's index h
 
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,27 @@ def _first_visible(
     return shown
 
 
+def _page(
+    session: Session,
+    viewer: Member | None,
+    index: SearchIndex,
+    rank: Callable[[int], list[Match]],
+    limit: int,
+    fetch: int,
+    *extra: object,
+    skip: Collection[uuid.UUID] = (),
+) -> _Shown:
+    """The first `limit` ranked results the caller may see: `rank(fetch)` first, then four
+    times as many each round while the database hides too many of them (rare: the index's own
+    visibility is nearly always current), until the ranking runs out."""
+    while True:
+        found = rank(fetch)
+        shown = _first_visible(session, viewer, index, found, limit, *extra, skip=skip)
+        if len(shown.matches) >= limit or len(found) < fetch or fetch >= len(index):
+            return shown
+        fetch *= 4
+
+
 def _feedback(
     session: Session, viewer: Member | None, listing: Listing
 ) -> dict[uuid.UUID, FeedbackVerdict]:
@@ -201,17 +222,21 @@ def for_listing(
     verdicts = _feedback(session, viewer, listing)
     dismissed = _dismissed(verdicts)
     allowed = index.visible_ids(viewer.organization_id if viewer else None)
-    found = index.matcher.match(
-        listing_facts(listing),
-        kinds=_kinds(listing, kind),
-        limit=(limit + len(dismissed)) * _OVERFETCH,
-        strict=strict,
-        min_score=min_score,
-        allowed_ids=allowed,
-        vector=vector,
-        explain=False,
-    )
-    shown = _first_visible(session, viewer, index, found, limit, skip=dismissed)
+    facts, kinds = listing_facts(listing), _kinds(listing, kind)
+
+    def rank(count: int) -> list[Match]:
+        return index.matcher.match(
+            facts,
+            kinds=kinds,
+            limit=count,
+            strict=strict,
+            min_score=min_score,
+            allowed_ids=allowed,
+            vector=vector,
+            explain=False,
+        )
+
+    shown = _page(session, viewer, index, rank, limit, limit + len(dismissed), skip=dismissed)
     return [
         match_read(match, shown.rows[match.id], verdicts.get(shown.rows[match.id].id))
         for match in index.matcher.explain(shown.matches, vector, shown.sentences)
@@ -240,24 +265,25 @@ def search(
                 select(Organization.id).where(Organization.kind == request.organization_kind)
             )
         )
-    fetch = request.limit * (_OVERFETCH if filters else 1)
     allowed = index.visible_ids(viewer.organization_id if viewer else None)
     vector = index.matcher.embedder.encode([request.text])[0]
-    while True:
-        found = index.matcher.search(
+
+    def rank(count: int) -> list[Match]:
+        return index.matcher.search(
             request.text,
             kinds=kinds,  # type: ignore[arg-type]
             allowed_ids=allowed,
-            limit=fetch,
+            limit=count,
             min_score=request.min_score,
             explain=False,
             vector=vector,
         )
-        shown = _first_visible(session, viewer, index, found, request.limit, *filters)
-        if len(shown.matches) >= request.limit or len(found) < fetch or fetch >= len(index):
-            explained = index.matcher.explain(shown.matches, vector, shown.sentences)
-            return [match_read(m, shown.rows[m.id], None) for m in explained]
-        fetch *= 4
+
+    # The database applies the filters: rank more from the start when there are any.
+    fetch = request.limit * (_OVERFETCH if filters else 1)
+    shown = _page(session, viewer, index, rank, request.limit, fetch, *filters)
+    explained = index.matcher.explain(shown.matches, vector, shown.sentences)
+    return [match_read(m, shown.rows[m.id], None) for m in explained]
 
 
 def partners(

@@ -319,3 +319,39 @@ class TestStoredSentenceVectors:
             assert embeddings.refresh(session, [listing], embedder=embedder) == 1
             session.commit()
         assert _stored(engine, model).sentence_vectors is not None
+
+
+class TestStaleIndex:
+    def test_matches_fill_the_page_when_the_database_hides_the_best(
+        self, engine: Engine, owner: Member, embedder: Embedder, tmp_path: Path
+    ) -> None:
+        scenario = create(engine, owner, embedder, "scenario")
+        models = [
+            create(engine, owner, embedder, "model", title=f"Traffic forecaster {n}")
+            for n in range(3)
+        ]
+        index = opened(engine, embedder, tmp_path / "listings.faiss")  # not following changes
+
+        def shown(limit: int) -> list[uuid.UUID]:
+            with Session(engine) as session:
+                found = matches.for_listing(
+                    session, viewer=None, listing_id=scenario.id, index=index, kind=None,
+                    limit=limit, strict=False, min_score=0.0,
+                )  # fmt: skip
+            return [m.listing.id for m in found]
+
+        ranked = shown(3)
+        assert sorted(ranked) == sorted(model.id for model in models)
+        with Session(engine) as session:
+            for hidden in ranked[:2]:
+                listings.update(
+                    session,
+                    actor=owner,
+                    listing_id=hidden,
+                    data=ListingUpdate(visibility="registered"),  # type: ignore[arg-type]
+                    expected_version=None,
+                    embedder=embedder,
+                )
+        # The index still ranks the two first; the database hides them from anonymous callers.
+        assert index.listing(models[0].row_id or 0) is not None
+        assert shown(1) == ranked[2:]
