@@ -40,7 +40,8 @@ def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
     def load() -> Embedder:
         model = shared_embedder(settings.embedding_model)
         if settings.onnx_queries and queries is None:
-            exported = _export(model, folder, threads)
+            # Another worker of the same data dir may have written it meanwhile.
+            exported = _saved_export(folder, model_name, threads) or _export(model, folder, threads)
             if exported is not None:
                 embedder.use_for_queries(exported)
         return model
