@@ -177,9 +177,10 @@ class Matcher:
     def index(self) -> VectorIndex:
         """The vector index; a new one is made on first use, when the embedder's dimension is
         asked (an embedder still loading its model is waited for only then)."""
-        if self._index is None:
-            self._index = VectorIndex(self.embedder.dimension, kind=self._index_kind)
-        return self._index
+        with self._lock:
+            if self._index is None:
+                self._index = VectorIndex(self.embedder.dimension, kind=self._index_kind)
+            return self._index
 
     def state(self) -> MatcherState:
         """The matcher's listings besides the vector index, to restore with `from_state`.
