@@ -612,10 +612,14 @@ def run_restart(args: argparse.Namespace) -> None:
     data_dir = build_catalogue(size, args.data_dir or catalogue_dir(size))
     settings = Settings(data_dir=data_dir)
     snapshot = settings.index_path.with_name(settings.index_path.stem + ".snapshot")
-    snapshot.unlink(missing_ok=True)
-    settings.index_path.unlink(missing_ok=True)
+    runs = [("no snapshot (rebuild from DB)", True), ("with snapshot", False)]
+    if args.reuse_snapshot and snapshot.exists():
+        runs = runs[1:]  # a rebuild at 1M listings takes 10-20 min
+    else:
+        snapshot.unlink(missing_ok=True)
+        settings.index_path.unlink(missing_ok=True)
     rows = []
-    for label, save in (("no snapshot (rebuild from DB)", True), ("with snapshot", False)):
+    for label, save in runs:
         with console.status(label):
             r = open_in_fresh_process(data_dir, save, args.index_kind)
         rows.append(
@@ -662,6 +666,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="http: wrk duration")
     parser.add_argument("--data-dir", type=Path, default=None, help="catalogue data dir")
     parser.add_argument("--smoke", action="store_true", help="small sizes, in seconds")
+    parser.add_argument(
+        "--reuse-snapshot", action="store_true", help="restart: skip the rebuild when saved"
+    )
     parser.add_argument(
         "--index-kind", choices=["flat", "hnsw"], default="flat", help="SCX_INDEX_KIND"
     )
