@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     """Build the app; engine, embedder and index are opened when the app starts (lifespan).
 
     `embedder` lets a process that already loaded the model (tests, benchmarks) share it;
-    without it the model loads in a background thread while the index opens, and the app
-    serves from the start: matches at once, searches once a query encoder is in (the model's
+    without it the model loads in a background thread once the index is open, and the app
+    serves from then on: matches at once, searches once a query encoder is in (the model's
     ONNX export at once, else the model), writes when the model is.
     """
     settings = settings or Settings()
@@ -60,6 +60,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             index = SearchIndex.configured(engine, model, settings)
             report = index.open()
             log.info("index ready: %d listings, %d embedded, %.1f s", *astuple(report))
+            if isinstance(model, BackgroundLoadedEmbedder):
+                # Only now: importing torch beside the index's opening slows both (the GIL).
+                model.start()
             index.start()
             app.state.search_index = index
             worker = BackgroundWorker(engine, settings, index)

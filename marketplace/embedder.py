@@ -30,8 +30,9 @@ def shared_embedder(model: str | None) -> SentenceTransformerEmbedder:
 
 
 def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
-    """The app's embedder: the model starts loading in the background; queries go to its ONNX
-    export when one is there (and `settings.onnx_queries` is on)."""
+    """The app's embedder, its model not loading yet (call `start()`, or the first use does);
+    queries go to the model's ONNX export when one is there (and `settings.onnx_queries` is on).
+    """
     model_name = stored_model_name(settings.embedding_model)
     folder = onnx_folder(settings, model_name)
     threads = settings.query_threads
@@ -47,7 +48,7 @@ def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
         return model
 
     embedder = BackgroundLoadedEmbedder(load, model_name=model_name, queries=queries)
-    return embedder.start()
+    return embedder
 
 
 def onnx_folder(settings: Settings, model_name: str) -> Path:

@@ -164,7 +164,8 @@ class EmbedderUnavailable(RuntimeError):
 
 
 class BackgroundLoadedEmbedder:
-    """An `Embedder` whose model loads in a background thread, from `start()` on.
+    """An `Embedder` whose model loads in a background thread, from `start()` on (or from the
+    first call that needs the model, if none started it).
 
     Loading a model takes seconds (for sentence-transformers mostly the import of torch and its
     peers). A service can meanwhile answer what needs no new embedding (matches between stored
@@ -188,11 +189,13 @@ class BackgroundLoadedEmbedder:
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedder-load", daemon=True)
+        self._starting = threading.Lock()
 
     def start(self) -> "BackgroundLoadedEmbedder":
         """Start loading (once); returns self."""
-        if self._thread.ident is None:
-            self._thread.start()
+        with self._starting:
+            if self._thread.ident is None:
+                self._thread.start()
         return self
 
     def join(self, timeout: float | None = None) -> None:
@@ -241,6 +244,7 @@ class BackgroundLoadedEmbedder:
         Raises:
             EmbedderUnavailable: loading failed, or did not finish within the timeout.
         """
+        self.start()
         if not self._done.wait(timeout):
             raise EmbedderUnavailable(f"the model {self.model_name!r} is still loading")
         if self._loaded is None:
