@@ -162,6 +162,14 @@ class TestBackgroundLoadedEmbedder:
         with pytest.raises(ValueError, match="a query encoder of 'test-hashing-8'"):
             loading.use_for_queries(HashingEmbedder(8))
 
+    def test_the_first_use_starts_a_load_nobody_started(self, hashing_embedder: Embedder) -> None:
+        loading = BackgroundLoadedEmbedder(
+            lambda: hashing_embedder, model_name=hashing_embedder.model_name
+        )
+        assert not loading.ready
+        assert loading.encode(self.texts, bulk=True).shape == (2, hashing_embedder.dimension)
+        assert loading.ready
+
     def test_a_failed_load_is_raised_to_every_caller(self) -> None:
         def load() -> Embedder:
             raise OSError("no model at /nowhere")
