@@ -6,6 +6,7 @@ the first start that finds none writes one once the model has loaded.
 """
 
 import functools
+import gc
 import hashlib
 import logging
 import re
@@ -45,6 +46,7 @@ def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
             exported = _saved_export(folder, model_name, threads) or _export(model, folder, threads)
             if exported is not None:
                 embedder.use_for_queries(exported)
+        gc.freeze()  # the model's objects live as long as the process (see create_app)
         return model
 
     embedder = BackgroundLoadedEmbedder(load, model_name=model_name, queries=queries)
