@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -90,13 +90,7 @@ def _first_visible(
     shown = _Shown([], {}, {})
     with_sentences = (
         select(Listing, ListingEmbedding.dimension, ListingEmbedding.sentence_vectors)
-        .outerjoin(
-            ListingEmbedding,
-            and_(
-                col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
-                col(ListingEmbedding.model_name) == index.matcher.embedder.model_name,
-            ),
-        )
+        .outerjoin(ListingEmbedding, _current_embedding(index))
         .where(visible_to(viewer), *extra)  # type: ignore[arg-type]
     )
     for start in range(0, len(found), max(count, 1)):
@@ -156,17 +150,29 @@ def _dismissed(verdicts: dict[uuid.UUID, FeedbackVerdict]) -> set[uuid.UUID]:
     return {listing for listing, v in verdicts.items() if v == FeedbackVerdict.DISMISSED}
 
 
-def query_vector(session: Session, index: SearchIndex, listing: Listing) -> npt.NDArray[np.float32]:
+def _current_embedding(index: SearchIndex) -> ColumnElement[bool]:
+    """Joins a listing to its stored embedding of the index's model."""
+    return and_(
+        col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
+        col(ListingEmbedding.model_name) == index.matcher.embedder.model_name,
+    )
+
+
+def _vector(index: SearchIndex, listing: Listing, stored: bytes | None) -> npt.NDArray[np.float32]:
     """The listing's stored embedding, or a fresh one when it has none of the current model."""
-    stored = session.exec(
-        select(ListingEmbedding.vector).where(
-            ListingEmbedding.listing_row_id == listing.row_id,
-            ListingEmbedding.model_name == index.matcher.embedder.model_name,
-        )
-    ).first()
     if stored is not None:
         return embeddings.from_bytes(stored)
     return index.matcher.embed([listing_facts(listing)])[0]
+
+
+def query_vector(session: Session, index: SearchIndex, listing: Listing) -> npt.NDArray[np.float32]:
+    """The listing's stored embedding, or a fresh one when it has none of the current model."""
+    stored = session.exec(
+        select(ListingEmbedding.vector)
+        .join(Listing, _current_embedding(index))
+        .where(Listing.row_id == listing.row_id)
+    ).first()
+    return _vector(index, listing, stored)
 
 
 def _kinds(listing: Listing, kind: ListingKind | None) -> frozenset[Kind]:
@@ -189,21 +195,13 @@ def _visible_with_vector(
     together; embedded afresh when it has none of the current model."""
     found = session.exec(
         select(Listing, ListingEmbedding.vector)
-        .outerjoin(
-            ListingEmbedding,
-            and_(
-                col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
-                col(ListingEmbedding.model_name) == index.matcher.embedder.model_name,
-            ),
-        )
+        .outerjoin(ListingEmbedding, _current_embedding(index))
         .where(Listing.id == listing_id, visible_to(viewer))
     ).first()
     if found is None:
         raise NotFound("No such listing.")
     listing, stored = found
-    if stored is not None:
-        return listing, embeddings.from_bytes(stored)
-    return listing, index.matcher.embed([listing_facts(listing)])[0]
+    return listing, _vector(index, listing, stored)
 
 
 def for_listing(
