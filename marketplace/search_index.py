@@ -28,6 +28,7 @@ from marketplace.listing_facts import listing_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
 from marketplace.services import embeddings
 from marketplace.settings import Settings
+from matching.arrays import grown
 from matching.atomic_file import atomic_file
 from matching.embedding import Embedder
 from matching.id_set import IdSet
@@ -315,7 +316,7 @@ class SearchIndex:
             )
 
     def _drop(self, row_ids: Sequence[int]) -> None:
-        held = [row_id for row_id in row_ids if self._audiences.get(row_id) is not None]
+        held = [row_id for row_id in row_ids if row_id in self._audiences]
         self.matcher.remove(held)
         for row_id in held:
             self._audiences.drop(row_id)
@@ -352,9 +353,13 @@ class _Audiences:
     def __len__(self) -> int:
         return int(np.count_nonzero(self._visibility != self._ABSENT))
 
+    def __contains__(self, row_id: int) -> bool:
+        return 0 <= row_id < self._visibility.size and self._visibility[row_id] != self._ABSENT
+
     def put(self, row_id: int, entry: IndexedListing) -> None:
-        if row_id >= self._visibility.size:
-            self._grow(max(row_id + 1, 2 * self._visibility.size))
+        self._visibility = grown(self._visibility, row_id + 1, self._ABSENT)
+        self._organization = grown(self._organization, self._visibility.size)
+        self._uuid = grown(self._uuid, self._visibility.size)
         self._visibility[row_id] = _VISIBILITY_CODE[entry.visibility]
         self._organization[row_id] = self._code(entry.organization_id)
         self._uuid[row_id] = np.frombuffer(entry.id.bytes, dtype=np.uint8)
@@ -364,11 +369,9 @@ class _Audiences:
             self._visibility[row_id] = self._ABSENT
 
     def get(self, row_id: int) -> IndexedListing | None:
-        if not 0 <= row_id < self._visibility.size:
+        if row_id not in self:
             return None
         code = int(self._visibility[row_id])
-        if code == self._ABSENT:
-            return None
         return IndexedListing(
             uuid.UUID(bytes=self._uuid[row_id].tobytes()),
             self._organizations[int(self._organization[row_id])],
@@ -393,9 +396,3 @@ class _Audiences:
             code = self._organization_code[organization_id] = len(self._organizations)
             self._organizations.append(organization_id)
         return code
-
-    def _grow(self, size: int) -> None:
-        old = self._visibility.size
-        self._visibility = np.concatenate([self._visibility, np.full(size - old, -1, np.int8)])
-        self._organization = np.concatenate([self._organization, np.zeros(size - old, np.int32)])
-        self._uuid = np.concatenate([self._uuid, np.zeros((size - old, 16), np.uint8)])

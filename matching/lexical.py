@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matching.arrays import grown
 from matching.id_set import IdSet
 from matching.text import tokenize
 
@@ -65,10 +66,7 @@ class _Column:
 
     def extend(self, values: Sequence[int] | Ints) -> None:
         end = self.size + len(values)
-        if end > self._data.size:
-            grown = np.zeros(max(end, 2 * self._data.size, 64), np.int32)
-            grown[: self.size] = self._data[: self.size]
-            self._data = grown
+        self._data = grown(self._data, end)
         self._data[self.size : end] = values
         self.size = end
 
@@ -338,10 +336,7 @@ class LexicalIndex:
             # Interned: one string object per term however many documents hold it.
             self._vocabulary.append(sys.intern(token))
             self._postings.append(_Postings(np.zeros(0, np.int32), np.zeros(0, np.int32)))
-            if term >= self._document_frequency.size:
-                grown = np.zeros(max(64, 2 * term), np.int64)
-                grown[:term] = self._document_frequency[:term]
-                self._document_frequency = grown
+            self._document_frequency = grown(self._document_frequency, term + 1)
         return term
 
     def _add(self, document_id: int, terms: Ints, frequencies: Ints) -> None:
@@ -360,13 +355,8 @@ class LexicalIndex:
             self._postings[term].append(slot, frequency)
 
     def _grow(self, size: int) -> None:
-        if size <= self._lengths.size:
-            return
-        capacity = max(size, 2 * self._lengths.size, 64)
-        self._lengths = np.resize(self._lengths, capacity)
-        alive = np.zeros(capacity, dtype=bool)
-        alive[: self._alive.size] = self._alive
-        self._alive = alive
+        self._lengths = grown(self._lengths, size)
+        self._alive = grown(self._alive, self._lengths.size, False)
 
     def _compact(self) -> None:
         """Rebuild the slots, postings and statistics from the live documents only."""

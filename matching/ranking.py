@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from matching.arrays import grown
 from matching.constraints import Check, check_pair, constraint_score, fails_hard
 from matching.documents import facets, lexical_text, semantic_text
 from matching.embedding import Embedder
@@ -589,10 +590,7 @@ class Matcher:
         ids = np.fromiter((listing.id for listing in held), dtype=np.int64, count=len(held))
         if int(ids.min()) < 0:
             raise ValueError("listing ids must be non-negative")
-        if int(ids.max()) >= self._kind_codes.size:
-            grown = np.full(max(int(ids.max()) + 1, 2 * self._kind_codes.size), -1, np.int8)
-            grown[: self._kind_codes.size] = self._kind_codes
-            self._kind_codes = grown
+        self._kind_codes = grown(self._kind_codes, int(ids.max()) + 1, -1)
         self._kind_codes[ids] = [_KIND_CODES[listing.kind] for listing in held]
 
 
