@@ -18,7 +18,7 @@ from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings, listings, matches, members, organizations
 from matching.embedding import BackgroundLoadedEmbedder, Embedder
 from schemas.listings import ListingCreate, ListingUpdate
-from schemas.matches import SearchRequest
+from schemas.matches import MatchRead, SearchRequest
 from schemas.members import MemberCreate, Role
 from schemas.organizations import OrganizationFields
 from tests.factories import PASSWORD, listing_body
@@ -66,6 +66,16 @@ def opened(engine: Engine, embedder: Embedder, path: Path) -> SearchIndex:
     index = SearchIndex(engine, embedder, path=path)
     index.open()
     return index
+
+
+def anonymous_matches(
+    session: Session, index: SearchIndex, listing: Listing, limit: int = 10
+) -> list[MatchRead]:
+    """What an anonymous `GET /listings/{id}/matches` shows."""
+    return matches.for_listing(
+        session, viewer=None, listing_id=listing.id, index=index, kind=None,
+        limit=limit, strict=False, min_score=0.0,
+    )  # fmt: skip
 
 
 def results(index: SearchIndex, text: str = "road traffic forecasting") -> list[tuple[int, float]]:
@@ -124,10 +134,7 @@ class TestSnapshot:
         assert restarted.open().from_snapshot
         scenario = next(listing for listing in catalogue if listing.kind == "scenario")
         with Session(engine) as session:
-            found = matches.for_listing(
-                session, viewer=None, listing_id=scenario.id, index=restarted, kind=None,
-                limit=10, strict=False, min_score=0.0,
-            )  # fmt: skip
+            found = anonymous_matches(session, restarted, scenario)
             assert found and all(m.evidence for m in found)
             assert not loading.ready  # matched from stored vectors alone
             released.set()
@@ -283,10 +290,7 @@ class TestStoredSentenceVectors:
         index = opened(engine, counting, tmp_path / "listings.faiss")  # type: ignore[arg-type]
         scenario = next(listing for listing in catalogue if listing.kind == "scenario")
         with Session(engine) as session:
-            found = matches.for_listing(
-                session, viewer=None, listing_id=scenario.id, index=index, kind=None,
-                limit=10, strict=False, min_score=0.0,
-            )  # fmt: skip
+            found = anonymous_matches(session, index, scenario)
             assert counting.texts == 0
             searched = matches.search(
                 session, viewer=None, request=SearchRequest(text="road traffic"), index=index
@@ -334,11 +338,7 @@ class TestStaleIndex:
 
         def shown(limit: int) -> list[uuid.UUID]:
             with Session(engine) as session:
-                found = matches.for_listing(
-                    session, viewer=None, listing_id=scenario.id, index=index, kind=None,
-                    limit=limit, strict=False, min_score=0.0,
-                )  # fmt: skip
-            return [m.listing.id for m in found]
+                return [m.listing.id for m in anonymous_matches(session, index, scenario, limit)]
 
         ranked = shown(3)
         assert sorted(ranked) == sorted(model.id for model in models)
