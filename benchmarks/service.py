@@ -21,9 +21,10 @@ demo listings of the same kind.
 http: one real uvicorn worker on 127.0.0.1; anonymous `GET /api/v1/listings/{id}/matches` over
 random public listings and `POST /api/v1/search` over benchmark need titles, sequentially with
 httpx (a bounded request count; latency at one client), then `wrk` for a fixed duration at 4
-connections when installed (throughput). restart: a fresh process opens the index, once with the
-snapshot removed (a rebuild from the database) and once with it, reporting seconds and peak RSS;
-then a uvicorn process is timed from spawn until /health answers.
+connections when installed (throughput). restart: a fresh process loads the embedder for writes
+as the app does (the ONNX export on a CPU without native bf16, else the model) and opens the
+index, once with the snapshot removed (a rebuild from the database) and once with it, reporting
+seconds and peak RSS; then a uvicorn process is timed from spawn until /health answers.
 `--smoke` runs small sizes in seconds.
 """
 
@@ -576,11 +577,12 @@ def peak_rss_mb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 started = time.perf_counter()
 from marketplace import db
-from marketplace.embedder import shared_embedder
+from marketplace.embedder import service_embedder
 from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
 settings = Settings(data_dir=sys.argv[1], index_kind=sys.argv[3])
-embedder = shared_embedder(None)
+embedder = service_embedder(settings)
+embedder.wait()  # the model for writes, as the app loads it (with its ONNX export, if made)
 loaded = time.perf_counter()
 engine = db.make_engine(settings.resolved_database_url)
 index = SearchIndex.configured(engine, embedder, settings)
@@ -610,6 +612,7 @@ def open_in_fresh_process(data_dir: Path, save: bool, index_kind: str) -> dict[s
 def run_restart(args: argparse.Namespace) -> None:
     size = 2_000 if args.smoke else args.size
     data_dir = build_catalogue(size, args.data_dir or catalogue_dir(size))
+    ensure_onnx_export(data_dir)
     settings = Settings(data_dir=data_dir)
     snapshot = settings.index_path.with_name(settings.index_path.stem + ".snapshot")
     runs = [("no snapshot (rebuild from DB)", True), ("with snapshot", False)]

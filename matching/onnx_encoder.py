@@ -13,17 +13,19 @@ models whose text vector is the mean of their token vectors are exported.
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from matching.embedding import normalize_rows, reject_single_string
+from matching.embedding import Span, Vectors, normalize_rows, pool_spans, reject_single_string
 
 CONFIG_FILE = "encoder.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT = 1
+# The most texts in one forward pass (see `OnnxEncoder._encode`).
+_MAX_BATCH = 8
 
 
 class OnnxEncoder:
@@ -59,7 +61,8 @@ class OnnxEncoder:
         )
         self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._tokenizer.enable_truncation(int(config["max_seq_length"]))
-        self._tokenizer.enable_padding(pad_id=int(config["pad_token_id"]))
+        self._tokenizer.no_padding()  # batches are padded here, after sorting by length
+        self._pad_id = int(config["pad_token_id"])
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
@@ -70,26 +73,70 @@ class OnnxEncoder:
             A C-contiguous float32 array of shape (len(texts), dimension), rows of unit length.
         """
         reject_single_string(texts)
-        if len(texts) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        parts = [
-            self._encode_batch(texts[start : start + batch_size])
-            for start in range(0, len(texts), batch_size)
-        ]
-        return normalize_rows(np.concatenate(parts))
+        return self._encode(texts, batch_size, spans=None)[0]
 
-    def _encode_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def encode_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        *,
+        batch_size: int = 32,
+        bulk: bool = False,
+    ) -> tuple[Vectors, list[Vectors]]:
+        """Embed texts and, from the same pass, parts of them (late chunking), as
+        `SentenceTransformerEmbedder.encode_spans` does.
+
+        Returns:
+            The texts' vectors and, for each text, the vectors of its first m spans: those
+            within the model's input window.
+        """
+        reject_single_string(texts, "encode_spans")
+        if len(spans) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(spans)} lists of spans")
+        vectors, pooled = self._encode(texts, batch_size, spans=spans)
+        return vectors, cast(list[Vectors], pooled)
+
+    def _encode(
+        self, texts: Sequence[str], batch_size: int, spans: Sequence[Sequence[Span]] | None
+    ) -> tuple[Vectors, list[Vectors | None]]:
+        """Text vectors and, when spans are given, span vectors, in the order of the texts.
+
+        Texts run in batches of similar length (less padding), at most `_MAX_BATCH` at a time:
+        the intermediate tensors of a batch of long texts take about 15 MB a text, and the
+        allocator keeps its peak for the life of the process.
+        """
         encodings = self._tokenizer.encode_batch(list(texts))
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        order = sorted(range(len(texts)), key=lambda n: len(encodings[n].ids))
+        step = max(1, min(batch_size, _MAX_BATCH))
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled: list[Vectors | None] = [None] * len(texts)
+        for start in range(0, len(order), step):
+            batch = order[start : start + step]
+            tokens, lengths = self._token_vectors([encodings[n] for n in batch])
+            for row, n in enumerate(batch):
+                own = tokens[row, : lengths[row]]
+                vectors[n] = own.mean(axis=0)
+                if spans is not None:
+                    offsets = np.asarray(encodings[n].offsets[: lengths[row]], dtype=np.int64)
+                    pooled[n] = pool_spans(own, offsets, spans[n])
+        return normalize_rows(vectors), pooled
+
+    def _token_vectors(self, encodings: list[Any]) -> tuple[Vectors, list[int]]:
+        """The token vectors of a batch, padded to its longest text, and each text's length."""
+        lengths = [len(e.ids) for e in encodings]
+        longest = max(lengths)
         columns: dict[str, Any] = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": mask,
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
+            name: np.full((len(encodings), longest), fill, dtype=np.int64)
+            for name, fill in (("input_ids", self._pad_id), ("attention_mask", 0),
+                               ("token_type_ids", 0))
+        }  # fmt: skip
+        for row, encoding in enumerate(encodings):
+            length = lengths[row]
+            columns["input_ids"][row, :length] = encoding.ids
+            columns["attention_mask"][row, :length] = 1
+            columns["token_type_ids"][row, :length] = encoding.type_ids
         (tokens,) = self._session.run(None, {name: columns[name] for name in self._inputs})
-        weights = mask[..., None].astype(np.float32)
-        summed: npt.NDArray[np.float32] = (tokens * weights).sum(axis=1)
-        return summed / np.maximum(weights.sum(axis=1), 1e-9)
+        return tokens, lengths
 
     def __repr__(self) -> str:
         return f"OnnxEncoder({self.model_name!r}, dimension={self.dimension})"

@@ -99,7 +99,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     Queries use the model itself: an app built from these would otherwise write an ONNX export
     into each test's data dir (seconds each). tests/e2e and tests/cli cover the export.
     """
-    return Settings(database_url=database_url, data_dir=tmp_path / "data", onnx_queries=False)
+    return Settings(database_url=database_url, data_dir=tmp_path / "data", onnx=False)
 
 
 @pytest.fixture(autouse=True)
@@ -112,6 +112,16 @@ def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 def embedder() -> SentenceTransformerEmbedder:
     """The default real model, loaded once per test session (about 4 s) and shared by every app."""
     return shared_embedder(None)
+
+
+@pytest.fixture(scope="session")
+def onnx_export(
+    embedder: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An ONNX export of the default model, written once per test session (read only)."""
+    folder = tmp_path_factory.mktemp("onnx") / "minilm"
+    assert embedder.export_onnx(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("data"),
         worker_interval_seconds=0,
-        onnx_queries=False,  # no ONNX export into each data dir (tests/e2e cover it)
+        onnx=False,  # no ONNX export into each data dir (tests/e2e cover it)
     )
     return create_app(settings)
 

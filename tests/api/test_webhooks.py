@@ -47,7 +47,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("data"),
         worker_interval_seconds=0,
-        onnx_queries=False,  # no ONNX export into each data dir (tests/e2e cover it)
+        onnx=False,  # no ONNX export into each data dir (tests/e2e cover it)
         webhook_allow_private_addresses=True,
         webhook_max_attempts=3,
         webhook_retry_base_seconds=0,
@@ -249,7 +249,7 @@ def guarded_app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             database_url=database_url,
             data_dir=tmp_path_factory.mktemp("guarded"),
             worker_interval_seconds=0,
-            onnx_queries=False,  # no ONNX export into each data dir (tests/e2e cover it)
+            onnx=False,  # no ONNX export into each data dir (tests/e2e cover it)
         )
     )
 

@@ -19,7 +19,7 @@ def database_env(request, fresh_database_url, monkeypatch, tmp_path) -> str:  # 
     url = str(fresh_database_url(request.param))
     monkeypatch.setenv("SCX_DATABASE_URL", url)
     monkeypatch.setenv("SCX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SCX_ONNX_QUERIES", "false")  # tests/e2e cover the ONNX export
+    monkeypatch.setenv("SCX_ONNX", "false")  # tests/e2e cover the ONNX export
     return url
 
 

@@ -1,5 +1,6 @@
 """The ONNX export of the model and its query encoder: the same vectors, a fraction of the start."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +19,11 @@ TEXTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def exported(
-    embedder: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    folder = tmp_path_factory.mktemp("onnx") / "minilm"
-    assert embedder.export_onnx(folder)
-    return folder
-
-
 class TestOnnxEncoder:
     def test_gives_the_models_fp32_vectors(
-        self, exported: Path, embedder: SentenceTransformerEmbedder
+        self, onnx_export: Path, embedder: SentenceTransformerEmbedder
     ) -> None:
-        encoder = OnnxEncoder(exported)
+        encoder = OnnxEncoder(onnx_export)
         assert (encoder.model_name, encoder.dimension) == (embedder.model_name, 384)
         # One padded batch, a Chinese text and one past the model's 256-token window.
         vectors = encoder.encode(TEXTS, batch_size=3)
@@ -41,23 +33,43 @@ class TestOnnxEncoder:
         alone = np.concatenate([encoder.encode([text]) for text in TEXTS])
         np.testing.assert_allclose(alone, vectors, atol=1e-5)
 
-    def test_takes_a_list_of_texts(self, exported: Path) -> None:
-        encoder = OnnxEncoder(exported)
+    def test_pools_spans_from_one_pass_as_the_model_does(
+        self, onnx_export: Path, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        # More texts than one forward pass holds, of mixed lengths, so sorting by length
+        # must not reorder the results.
+        texts = [*TEXTS, *(f"Sensor {n}. Counts per hour. " * (1 + 7 * n) for n in range(9))]
+        spans = [
+            [(m.start(), m.end()) for m in re.finditer(r"[^.。]+[.。]?", text)] for text in texts
+        ]
+        vectors, pooled = OnnxEncoder(onnx_export).encode_spans(texts, spans, batch_size=32)
+        expected, expected_pooled = embedder.encode_spans(texts, spans)
+        assert float(np.min(np.sum(vectors * expected, axis=1))) > 0.9999
+        # The long texts lose the spans past the model's window, alike.
+        assert [p.shape for p in pooled] == [p.shape for p in expected_pooled]
+        assert any(len(p) < len(s) for p, s in zip(pooled, spans, strict=True))
+        for own, reference in zip(pooled, expected_pooled, strict=True):
+            assert float(np.min(np.sum(own * reference, axis=1), initial=1.0)) > 0.9999
+        with pytest.raises(ValueError, match="lists of spans"):
+            OnnxEncoder(onnx_export).encode_spans(texts, spans[1:])
+
+    def test_takes_a_list_of_texts(self, onnx_export: Path) -> None:
+        encoder = OnnxEncoder(onnx_export)
         assert encoder.encode([]).shape == (0, 384)
         with pytest.raises(TypeError, match="not a single string"):
             encoder.encode("GPU")
 
-    def test_an_incomplete_export_is_not_read(self, exported: Path, tmp_path: Path) -> None:
+    def test_an_incomplete_export_is_not_read(self, onnx_export: Path, tmp_path: Path) -> None:
         partial = tmp_path / "partial"
         partial.mkdir()
         for name in ("encoder.json", "tokenizer.json"):
-            (partial / name).write_bytes((exported / name).read_bytes())
-        assert read_config(partial) is None and read_config(exported) is not None
+            (partial / name).write_bytes((onnx_export / name).read_bytes())
+        assert read_config(partial) is None and read_config(onnx_export) is not None
         with pytest.raises(ValueError, match="no ONNX export"):
             OnnxEncoder(partial)
 
     def test_exporting_again_replaces_the_folder(
-        self, exported: Path, embedder: SentenceTransformerEmbedder, tmp_path: Path
+        self, onnx_export: Path, embedder: SentenceTransformerEmbedder, tmp_path: Path
     ) -> None:
         folder = tmp_path / "again"
         folder.mkdir()
