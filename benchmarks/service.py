@@ -5,9 +5,10 @@
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/service.py restart [--size 100000] [--smoke]
 
 ingest: real ~200-word listings (demo catalogue entries, each description extended with benchmark
-texts of its kind to about 200 words) created through `marketplace.services.listings.create` one
-by one, then through `create_many` in batches (the demo loader and bulk imports), into a fresh
-SQLite data dir; the index apply is a `SearchIndex.sync()` timed after the writes.
+texts of its kind to about 200 words), embedded by the app's encoder for writes, created through
+`marketplace.services.listings.create` one by one, then through `create_many` in batches (the
+demo loader and bulk imports), into a fresh SQLite data dir; the index apply is a
+`SearchIndex.sync()` timed after the writes.
 
 http and restart use a catalogue of --size listings in a SQLite data dir (default
 /tmp/scx-bench-<size>, built once and reused). Embedding 100k texts on two CPU cores takes about
@@ -61,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from marketplace import db, security  # noqa: E402
 from marketplace.demo import catalogue  # noqa: E402
-from marketplace.embedder import onnx_folder, shared_embedder  # noqa: E402
+from marketplace.embedder import onnx_folder, service_embedder, shared_embedder  # noqa: E402
 from marketplace.listing_facts import listing_facts  # noqa: E402
 from marketplace.models import Listing, ListingEmbedding, Member  # noqa: E402
 from marketplace.search_index import SearchIndex  # noqa: E402
@@ -208,12 +209,14 @@ def ingest_bodies(count: int, seed: int) -> list[dict[str, Any]]:
 
 def run_ingest(args: argparse.Namespace) -> None:
     count = 30 if args.smoke else args.count
-    embedder = shared_embedder(None)
-    embedder.encode(["warm up"], bulk=True)
     cheap_hashing()
     rows = []
     with tempfile.TemporaryDirectory(prefix="scx-ingest-") as folder:
         settings = migrated(Path(folder) / "data")
+        ensure_onnx_export(settings.data_dir)
+        embedder = service_embedder(settings).wait()  # the app's encoder for writes
+        console.print(f"writes embed with {embedder!r}")
+        embedder.encode(["warm up"], bulk=True)
         engine = db.make_engine(settings.resolved_database_url)
         index = SearchIndex(engine, embedder, path=settings.index_path)
         index.open()
