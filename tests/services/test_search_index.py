@@ -243,7 +243,10 @@ class TestSnapshot:
 
         assert not report.from_snapshot
         assert hnsw.matcher.index.kind == "hnsw"
-        assert results(hnsw) == results(flat)
+        found, expected = results(hnsw), results(flat)
+        assert [i for i, _ in found] == [i for i, _ in expected]
+        # HNSW stores fp16 vectors: cosines move by about 1e-4.
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-3)
         assert hnsw.visible_ids(None) == flat.visible_ids(None)
 
 
