@@ -42,26 +42,8 @@ def counterpart_kinds(kind: Kind) -> frozenset[Kind]:
     return OFFER_KINDS if side_of(kind) == "need" else NEED_KINDS
 
 
-class _PicklesAsValues:
-    """Pickles as its field values: a catalogue snapshot of 100,000 listings then loads ~5x
-    faster than through the state methods dataclasses add (which list the fields per object)."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> tuple[object, ...]:
-        names = type(self).__match_args__  # type: ignore[attr-defined]
-        return _from_values, (type(self), tuple(getattr(self, name) for name in names))
-
-
-def _from_values(cls: type, values: tuple[object, ...]) -> object:
-    instance: object = object.__new__(cls)
-    for name, value in zip(cls.__match_args__, values, strict=True):  # type: ignore[attr-defined]
-        object.__setattr__(instance, name, value)
-    return instance
-
-
 @dataclass(frozen=True, slots=True)
-class DatasetFacts(_PicklesAsValues):
+class DatasetFacts:
     """A dataset's attributes. `access` is "open", "on_request" or "on_premises_only"."""
 
     modality: str | None = None
@@ -72,7 +54,7 @@ class DatasetFacts(_PicklesAsValues):
 
 
 @dataclass(frozen=True, slots=True)
-class ScenarioFacts(_PicklesAsValues):
+class ScenarioFacts:
     """An application scenario's attributes; money in `currency`, capabilities as task names."""
 
     problem_statement: str = ""
@@ -87,7 +69,7 @@ class ScenarioFacts(_PicklesAsValues):
 
 
 @dataclass(frozen=True, slots=True)
-class ComputeFacts(_PicklesAsValues):
+class ComputeFacts:
     """A compute offering; `available_from` None means available now, `until` None open-ended."""
 
     accelerator_model: str | None = None
@@ -105,7 +87,7 @@ class ComputeFacts(_PicklesAsValues):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelFacts(_PicklesAsValues):
+class ModelFacts:
     """A model offering; `deployment` holds "api", "on_premises" and/or "open_weights"."""
 
     tasks: tuple[str, ...] = ()
@@ -128,7 +110,7 @@ _ATTRIBUTES_BY_KIND: dict[Kind, type[Attributes]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ListingFacts(_PicklesAsValues):
+class ListingFacts:
     """One listing as the matcher sees it.
 
     Attributes:
@@ -156,9 +138,7 @@ class ListingFacts(_PicklesAsValues):
     attributes: Attributes | None = None
 
     def __post_init__(self) -> None:
-        expected = _ATTRIBUTES_BY_KIND.get(self.kind)
-        if expected is None:
-            raise ValueError(f"unknown listing kind {self.kind!r}")
+        expected = attributes_class(self.kind)
         if self.attributes is None:
             object.__setattr__(self, "attributes", expected())
         elif not isinstance(self.attributes, expected):
@@ -166,3 +146,15 @@ class ListingFacts(_PicklesAsValues):
                 f"a {self.kind} listing needs {expected.__name__}, "
                 f"not {type(self.attributes).__name__}"
             )
+
+
+def attributes_class(kind: str) -> type[Attributes]:
+    """The class of a kind's attributes.
+
+    Raises:
+        ValueError: the kind is unknown.
+    """
+    cls = _ATTRIBUTES_BY_KIND.get(kind)  # type: ignore[call-overload]
+    if cls is None:
+        raise ValueError(f"unknown listing kind {kind!r}")
+    return cls

@@ -456,7 +456,7 @@ class Matcher:
             for candidate in candidates:
                 if len(best) == limit and best[0] > (1 - weight) * candidate.relevance + weight:
                     break  # even passing every check, no later candidate reaches the top
-                counterpart = self._facts[candidate.id]
+                counterpart = self._facts.for_ranking(candidate.id)
                 checks = check_pair(listing, counterpart) if listing is not None else ()
                 if strict and fails_hard(checks):
                     continue
@@ -564,7 +564,7 @@ class Matcher:
         if weight <= 0:
             return
         by_facet: dict[str, list[float]] = defaultdict(list)
-        own_facets = {c.id: facets(self._facts[c.id]) for c in candidates}
+        own_facets = {c.id: facets(self._facts.for_ranking(c.id)) for c in candidates}
         for candidate in candidates:
             for facet in own_facets[candidate.id]:
                 by_facet[facet].append(candidate.relevance)
