@@ -26,6 +26,10 @@ from matching.id_set import IdSet
 from matching.text import tokenize
 
 Ints = npt.NDArray[np.int32]
+# A token's count in one document; a description holds at most 20,000 characters, so 65,535
+# is never reached (the column would clip, not wrap).
+Frequencies = npt.NDArray[np.uint16]
+_FREQUENCY = np.uint16
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,9 @@ class _Column:
 
 
 Statistics = tuple[int, int]  # (total length, live documents): what document norms depend on
-Weights = npt.NDArray[np.float64]
+# float32: one cached weight per posting adds up to 4 bytes a token a document once every term
+# has been queried (about 200 MB at a million listings); scores still sum in float64.
+Weights = npt.NDArray[np.float32]
 
 
 class _Postings:
@@ -85,9 +91,11 @@ class _Postings:
 
     __slots__ = ("_pending_frequencies", "_pending_slots", "_weights", "frequencies", "slots")
 
-    def __init__(self, slots: Ints, frequencies: Ints) -> None:
-        self.slots = slots
-        self.frequencies = frequencies
+    def __init__(self, slots: Ints | None = None, frequencies: Frequencies | None = None) -> None:
+        self.slots: Ints = np.zeros(0, np.int32) if slots is None else slots
+        self.frequencies: Frequencies = (
+            np.zeros(0, _FREQUENCY) if frequencies is None else frequencies
+        )
         self._pending_slots: list[int] = []
         self._pending_frequencies: list[int] = []
         self._weights: tuple[Statistics, Weights] | None = None
@@ -96,17 +104,26 @@ class _Postings:
         self._pending_slots.append(slot)
         self._pending_frequencies.append(frequency)
 
-    def arrays(self) -> tuple[Ints, Ints]:
+    def arrays(self) -> tuple[Ints, Frequencies]:
         if self._pending_slots:
             self.slots = np.concatenate([self.slots, np.asarray(self._pending_slots, np.int32)])
             self.frequencies = np.concatenate(
-                [self.frequencies, np.asarray(self._pending_frequencies, np.int32)]
+                [self.frequencies, np.asarray(self._pending_frequencies, _FREQUENCY)]
             )
             self._pending_slots, self._pending_frequencies = [], []
             self._weights = None
         return self.slots, self.frequencies
 
-    def weights(self, statistics: Statistics, compute: Callable[[Ints, Ints], Weights]) -> Weights:
+    def keep(self, alive: npt.NDArray[np.bool_], renumbered: Ints) -> None:
+        """Keep the postings of live slots only, under their new numbers."""
+        slots, frequencies = self.arrays()
+        kept = alive[slots]
+        self.slots, self.frequencies = renumbered[slots[kept]], frequencies[kept]
+        self._weights = None
+
+    def weights(
+        self, statistics: Statistics, compute: Callable[[Ints, Frequencies], Weights]
+    ) -> Weights:
         """Each slot's weight for the term: `compute(slots, frequencies)`, cached while the
         statistics stay the same (reads far outnumber writes)."""
         slots, frequencies = self.arrays()
@@ -146,7 +163,8 @@ class LexicalIndex:
         self._postings: list[_Postings] = []
         self._document_frequency = np.zeros(0, np.int64)
         # The documents by slot: id, length, liveness, and their distinct term ids (ascending)
-        # and frequencies at _offsets[slot]:_offsets[slot + 1] of the flat columns.
+        # at _offsets[slot]:_offsets[slot + 1] of a flat column (their frequencies are in the
+        # postings only).
         self._slot_of: dict[int, int] = {}
         self._ids: list[int] = []
         self._ids_cache: npt.NDArray[np.int64] | None = None
@@ -154,7 +172,6 @@ class LexicalIndex:
         self._alive = np.zeros(0, dtype=bool)
         self._offsets = _Column(np.zeros(1, np.int32))
         self._document_terms = _Column()
-        self._document_frequencies = _Column()
         self._total_length = 0
 
     def __len__(self) -> int:
@@ -177,7 +194,7 @@ class LexicalIndex:
         for document_id, text in zip(ids, texts, strict=True):
             counts = Counter(self._term_id(token) for token in self._tokenize(text))
             terms = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
-            frequencies = np.fromiter((counts[t] for t in terms.tolist()), np.int32, len(counts))
+            frequencies = np.fromiter((counts[t] for t in terms.tolist()), _FREQUENCY, len(counts))
             self._add(int(document_id), terms, frequencies)
 
     def remove(self, ids: Iterable[int]) -> None:
@@ -232,12 +249,7 @@ class LexicalIndex:
         ]
         if allowed_ids is not None:
             eligible &= IdSet.of(allowed_ids).members(self._id_array()[: eligible.size])
-        candidates = np.flatnonzero(eligible)
-        if k > 0 and candidates.size > k:
-            top = np.argpartition(-scores[candidates], k - 1)[:k]
-            candidates = candidates[top]
-        elif k <= 0:
-            candidates = candidates[:0]
+        candidates = self._top(np.flatnonzero(eligible), scores, k)
         order = sorted(candidates.tolist(), key=lambda s: (-scores[s], self._ids[s]))
         chosen = set(order)
         order += sorted({slot for slot in extra if slot not in chosen})
@@ -249,6 +261,20 @@ class LexicalIndex:
             )
             for slot in order
         ]
+
+    def _top(
+        self, slots: npt.NDArray[np.intp], scores: npt.NDArray[np.float64], k: int
+    ) -> npt.NDArray[np.intp]:
+        """The k slots of highest score, ties at the k-th score going to the lowest ids."""
+        if k <= 0:
+            return slots[:0]
+        if slots.size <= k:
+            return slots
+        values = scores[slots]
+        kth = np.partition(values, slots.size - k)[slots.size - k]
+        above, tied = slots[values > kth], slots[values == kth]
+        by_id = np.argsort(self._id_array()[tied], kind="stable")
+        return np.concatenate([above, tied[by_id[: k - above.size]]])
 
     def query(self, text: str | LexicalQuery) -> LexicalQuery:
         """Tokenize a query: its distinct indexed tokens, the `max_query_terms` of highest
@@ -304,10 +330,10 @@ class LexicalIndex:
             return scores
         average_length = self._total_length / count
 
-        def term_weights(slots: Ints, tf: Ints) -> Weights:
+        def term_weights(slots: Ints, tf: Frequencies) -> Weights:
             """tf (k1 + 1) / (tf + k1 (1 - b + b length / average length)): BM25 without idf."""
             norm = self.k1 * (1 - self.b + self.b * self._lengths[slots] / average_length)
-            weights: Weights = tf * (self.k1 + 1) / (tf + norm)
+            weights: Weights = (tf * (self.k1 + 1) / (tf + norm)).astype(np.float32)
             return weights
 
         statistics = (self._total_length, count)
@@ -335,11 +361,11 @@ class LexicalIndex:
             term = self._term_ids[token] = len(self._vocabulary)
             # Interned: one string object per term however many documents hold it.
             self._vocabulary.append(sys.intern(token))
-            self._postings.append(_Postings(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+            self._postings.append(_Postings())
             self._document_frequency = grown(self._document_frequency, term + 1)
         return term
 
-    def _add(self, document_id: int, terms: Ints, frequencies: Ints) -> None:
+    def _add(self, document_id: int, terms: Ints, frequencies: Frequencies) -> None:
         slot = len(self._ids)
         self._ids.append(document_id)
         self._slot_of[document_id] = slot
@@ -348,7 +374,6 @@ class LexicalIndex:
         self._alive[slot] = True
         self._total_length += length
         self._document_terms.extend(terms)
-        self._document_frequencies.extend(frequencies)
         self._offsets.extend([self._document_terms.size])
         self._document_frequency[terms] += 1
         for term, frequency in zip(terms.tolist(), frequencies.tolist(), strict=True):
@@ -359,23 +384,26 @@ class LexicalIndex:
         self._alive = grown(self._alive, self._lengths.size, False)
 
     def _compact(self) -> None:
-        """Rebuild the slots, postings and statistics from the live documents only."""
+        """Drop the removed documents' slots: the live ones are renumbered in order, and the
+        postings and term column keep only theirs (statistics count live documents already)."""
+        count = len(self._ids)
+        alive = self._alive[:count]
+        live = np.flatnonzero(alive)
+        renumbered = np.full(count, -1, np.int32)
+        renumbered[live] = np.arange(live.size, dtype=np.int32)
+        for postings in self._postings:
+            postings.keep(alive, renumbered)
         offsets = self._offsets.view()
-        terms, frequencies = self._document_terms.view(), self._document_frequencies.view()
-        live = [
-            (self._ids[slot], slice(offsets[slot], offsets[slot + 1]))
-            for slot in np.flatnonzero(self._alive[: len(self._ids)]).tolist()
-        ]
-        vocabulary, term_ids = self._vocabulary, self._term_ids
-        self._clear()
-        self._vocabulary, self._term_ids = vocabulary, term_ids
-        self._postings = [
-            _Postings(np.zeros(0, np.int32), np.zeros(0, np.int32)) for _ in vocabulary
-        ]
-        self._document_frequency = np.zeros(len(vocabulary), np.int64)
-        self._grow(len(live))
-        for document_id, span in live:
-            self._add(document_id, terms[span], frequencies[span])
+        sizes = np.diff(offsets)[live]
+        self._document_terms = _Column(
+            self._document_terms.view()[np.repeat(alive, np.diff(offsets))]
+        )
+        self._offsets = _Column(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+        self._ids = [self._ids[slot] for slot in live.tolist()]
+        self._ids_cache = None
+        self._slot_of = {document_id: slot for slot, document_id in enumerate(self._ids)}
+        self._lengths = self._lengths[live]
+        self._alive = np.ones(live.size, dtype=bool)
 
     def __getstate__(self) -> dict[str, Any]:
         """The index as a few flat arrays: each term's postings one after another."""
@@ -388,14 +416,13 @@ class LexicalIndex:
             "posting_bounds": bounds,
             "posting_slots": np.concatenate([np.zeros(0, np.int32), *(s for s, _ in postings)]),
             "posting_frequencies": np.concatenate(
-                [np.zeros(0, np.int32), *(f for _, f in postings)]
+                [np.zeros(0, _FREQUENCY), *(f for _, f in postings)]
             ),
             "ids": np.asarray(self._ids, dtype=np.int64),
             "lengths": self._lengths[: len(self._ids)],
             "alive": self._alive[: len(self._ids)],
             "offsets": self._offsets.view(),
             "document_terms": self._document_terms.view(),
-            "document_frequencies": self._document_frequencies.view(),
             "total_length": self._total_length,
         }
 
@@ -419,5 +446,4 @@ class LexicalIndex:
         self._lengths = state["lengths"].copy()
         self._offsets = _Column(state["offsets"].copy())
         self._document_terms = _Column(state["document_terms"].copy())
-        self._document_frequencies = _Column(state["document_frequencies"].copy())
         self._total_length = state["total_length"]

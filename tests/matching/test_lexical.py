@@ -102,6 +102,20 @@ class TestLexicalIndex:
         assert len(hits) == 500
         assert hits[0].id == 2999
 
+    def test_compacting_replaced_documents_scores_as_a_fresh_index(self) -> None:
+        documents = {i: f"word{i % 50} common{i % 7} traffic" for i in range(1200)}
+        index = _index(documents)
+        replaced = {i: f"harbour word{i % 9} traffic traffic" for i in range(0, 1200, 2)}
+        index.upsert(list(replaced), list(replaced.values()))  # dead slots pass the live ones
+        index.remove(range(1, 1200, 4))
+        documents.update(replaced)
+        for i in range(1, 1200, 4):
+            del documents[i]
+        fresh = _index(documents)
+        for query in ("harbour word3", "common2 traffic", "word7", "traffic"):
+            assert index.search(query, 100) == fresh.search(query, 100)
+            assert index.matched_terms(query, 2) == fresh.matched_terms(query, 2)
+
     def test_returns_nothing_for_a_query_without_known_terms(self) -> None:
         assert _index({1: "traffic"}).search("zebra", 5) == []
 
