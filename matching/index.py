@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from matching.atomic_file import atomic_file
 from matching.id_set import IdSet
+from matching.slot_map import SlotMap
 
 IndexKind = Literal["flat", "hnsw"]
 
@@ -140,7 +141,7 @@ class VectorIndex:
         # flat: the ids present (IndexIDMap2 can look ids up, but not from Python).
         self._members: set[int] = set()
         # hnsw: id -> slot, the id at each slot (-1 for a tombstone), and a cached alive bitmap.
-        self._slot_of: dict[int, int] = {}
+        self._slot_of = SlotMap()
         self._slot_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._alive_bitmap: npt.NDArray[np.uint8] | None = None
         self._slot_id_vector: Any = None  # _slot_ids as a FAISS vector, for IDSelectorTranslated
@@ -240,7 +241,7 @@ class VectorIndex:
         live_ids = self._slot_ids[live_slots]
         self._hnsw = self._new_hnsw()
         self._slot_ids = np.zeros(0, dtype=np.int64)
-        self._slot_of = {}
+        self._slot_of = SlotMap()
         self._hnsw_append(live_ids, vectors)
 
     # -- search ---------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ class VectorIndex:
             stored.hnsw.efSearch = index.ef_search
             index._slot_ids = slot_ids
             live = np.flatnonzero(slot_ids >= 0)
-            index._slot_of = dict(zip(slot_ids[live].tolist(), live.tolist(), strict=True))
+            index._slot_of = SlotMap.of(slot_ids[live], live)
         return index
 
     # -- internals: flat ------------------------------------------------------------------------
@@ -382,11 +383,11 @@ class VectorIndex:
         first = int(self._slot_ids.size)
         self._hnsw.add(vectors)
         self._slot_ids = np.concatenate([self._slot_ids, ids])
-        self._slot_of.update(zip(ids.tolist(), range(first, first + ids.size), strict=True))
+        self._slot_of.update(ids, np.arange(first, first + ids.size))
         self._slots_changed()
 
     def _tombstone(self, ids: npt.NDArray[np.int64]) -> int:
-        slots = [s for s in (self._slot_of.pop(i, None) for i in ids.tolist()) if s is not None]
+        slots = [s for s in map(self._slot_of.pop, ids.tolist()) if s is not None]
         if slots:
             self._slot_ids[np.asarray(slots, dtype=np.int64)] = -1
             self._slots_changed()
@@ -530,10 +531,8 @@ class VectorIndex:
             if ids.size == 0:
                 return ids, np.zeros((0, self.dimension), dtype=np.float32)
             return ids, self._flat.reconstruct_batch(ids)
-        slots = np.array(
-            [s for s in map(self._slot_of.get, dict.fromkeys(allowed.tolist())) if s is not None],
-            dtype=np.int64,
-        )
+        slots = self._slot_of.slots_of(dict.fromkeys(allowed.tolist()))
+        slots = slots[slots >= 0]
         return self._slot_ids[slots], self._hnsw_vectors(slots)
 
     def _as_matrix(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from matching.arrays import grown
 from matching.id_set import IdSet
+from matching.slot_map import SlotMap
 from matching.text import tokenize
 
 Ints = npt.NDArray[np.int32]
@@ -165,7 +166,7 @@ class LexicalIndex:
         # The documents by slot: id, length, liveness, and their distinct term ids (ascending)
         # at _offsets[slot]:_offsets[slot + 1] of a flat column (their frequencies are in the
         # postings only).
-        self._slot_of: dict[int, int] = {}
+        self._slot_of = SlotMap()
         self._ids: list[int] = []
         self._ids_cache: npt.NDArray[np.int64] | None = None
         self._lengths = np.zeros(0, dtype=np.float64)
@@ -204,7 +205,7 @@ class LexicalIndex:
             ids: document ids.
         """
         for document_id in ids:
-            slot = self._slot_of.pop(int(document_id), None)
+            slot = self._slot_of.pop(int(document_id))
             if slot is None:
                 continue
             self._document_frequency[self._terms_at(slot)] -= 1
@@ -368,7 +369,7 @@ class LexicalIndex:
     def _add(self, document_id: int, terms: Ints, frequencies: Frequencies) -> None:
         slot = len(self._ids)
         self._ids.append(document_id)
-        self._slot_of[document_id] = slot
+        self._slot_of.update(np.array([document_id]), np.array([slot]))
         length = int(frequencies.sum())
         self._lengths[slot] = length
         self._alive[slot] = True
@@ -401,7 +402,7 @@ class LexicalIndex:
         self._offsets = _Column(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
         self._ids = [self._ids[slot] for slot in live.tolist()]
         self._ids_cache = None
-        self._slot_of = {document_id: slot for slot, document_id in enumerate(self._ids)}
+        self._slot_of = SlotMap.of(np.asarray(self._ids, np.int64), np.arange(len(self._ids)))
         self._lengths = self._lengths[live]
         self._alive = np.ones(live.size, dtype=bool)
 
@@ -442,7 +443,7 @@ class LexicalIndex:
         self._ids = ids.tolist()
         self._alive = state["alive"].copy()
         live = np.flatnonzero(self._alive)
-        self._slot_of = dict(zip(ids[live].tolist(), live.tolist(), strict=True))
+        self._slot_of = SlotMap.of(ids[live], live)
         self._lengths = state["lengths"].copy()
         self._offsets = _Column(state["offsets"].copy())
         self._document_terms = _Column(state["document_terms"].copy())
