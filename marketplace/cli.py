@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from marketplace import db, demo
-from marketplace.embedder import shared_embedder
+from marketplace.embedder import service_embedder, shared_embedder
 from marketplace.errors import DomainError
 from marketplace.mappers import member_read, organization_read
 from marketplace.search_index import SearchIndex
@@ -155,7 +155,7 @@ def load_demo(
         if db.migrations_pending(session.get_bind()):  # type: ignore[arg-type]
             console.print("[red]The database is behind; run `marketplace db upgrade` first.[/red]")
             raise typer.Exit(1)
-        embedder = shared_embedder(_settings().embedding_model)
+        embedder = service_embedder(_settings())
         summary = demo.load(session, password=password, embedder=embedder, progress=console)
     table = Table(title="Demo catalogue")
     table.add_column("what")
@@ -173,7 +173,7 @@ def reindex(
 ) -> None:
     """Embed listings whose text or model changed, then rebuild and save the vector index."""
     settings = _settings()
-    embedder = shared_embedder(settings.embedding_model)
+    embedder = service_embedder(settings)
     with _session() as session:
         total = embeddings.listing_count(session)
         with Progress(console=console, transient=True) as progress:
@@ -215,7 +215,7 @@ def match(
     with _session() as session:
         index = SearchIndex.configured(
             session.get_bind(),  # type: ignore[arg-type]
-            shared_embedder(settings.embedding_model),
+            service_embedder(settings),  # the query alone needs no model when exported
             settings,
         )
         index.open()

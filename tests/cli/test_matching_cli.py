@@ -1,7 +1,7 @@
 """The matching commands of `marketplace`: eval, reindex and match, with the real model.
 
-The commands load the model through `shared_embedder`, which is cached per process, so they share
-the one the session's `embedder` fixture loaded.
+The commands load the model through `shared_embedder` (SCX_ONNX is off here), which is cached per
+process, so they share the one the session's `embedder` fixture loaded.
 """
 
 import json
@@ -49,6 +49,7 @@ def database_env(
     variables as a user would; its engine (for writing the catalogue through the services)."""
     monkeypatch.setenv("SCX_DATABASE_URL", database_url)
     monkeypatch.setenv("SCX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SCX_ONNX", "false")  # no export into each data dir (tests/e2e cover it)
     return engine
 
 
