@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.factories import listing_body, organization_body
+
 MARKETPLACE = str(Path(sys.executable).with_name("marketplace"))
 
 
@@ -79,6 +81,15 @@ def _served(env: dict[str, str], port: int) -> Iterator[str]:
         process.wait(timeout=20)
 
 
+def _signed_up(base: str) -> dict[str, str]:
+    """A new organization's owner's bearer header."""
+    body = organization_body()
+    assert httpx.post(f"{base}/api/v1/organizations", json=body, timeout=30).status_code == 201
+    owner = {"email": body["owner"]["email"], "password": body["owner"]["password"]}
+    token = httpx.post(f"{base}/api/v1/auth/tokens", json=owner, timeout=30).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _model_ready_within(url: str, *, seconds: float) -> bool:
     """Whether /health reports the background-loaded model ready within the time."""
     deadline = time.monotonic() + seconds
@@ -119,3 +130,9 @@ class TestServe:
             assert health["search"] == "ready"  # from the export, whatever the model's state
             found = httpx.post(f"{base}/api/v1/search", json={"text": "traffic"}, timeout=30)
             assert found.status_code == 200 and found.json()["items"] == []
+            # A write embeds the listing (with the export on a CPU without native bf16).
+            headers = _signed_up(base)
+            body = listing_body("dataset", title="Hefei junction loop detector counts")
+            created = httpx.post(f"{base}/api/v1/listings", json=body, headers=headers, timeout=60)
+            assert created.status_code == 201, created.text
+            assert _model_ready_within(f"{base}/api/v1/health", seconds=5)
