@@ -85,6 +85,12 @@ Statistics = tuple[int, int]  # (total length, live documents): what document no
 Weights = npt.NDArray[np.float32]
 
 
+# Appended postings wait in lists of Python ints (about 26 bytes each, against 6 in arrays)
+# until a read merges them; a bulk load (a million listings add ~40 million) merges every this
+# many, so its peak stays near the size of the arrays.
+_MERGE_EVERY = 1_000_000
+
+
 class _Postings:
     """The slots holding one term and its frequency in each: arrays, plus appends not yet
     merged into them (merged on the next read), and the BM25 weights of the slots as last
@@ -174,6 +180,7 @@ class LexicalIndex:
         self._offsets = _Column(np.zeros(1, np.int32))
         self._document_terms = _Column()
         self._total_length = 0
+        self._unmerged = 0  # postings appended since the last merge
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -197,6 +204,8 @@ class LexicalIndex:
             terms = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
             frequencies = np.fromiter((counts[t] for t in terms.tolist()), _FREQUENCY, len(counts))
             self._add(int(document_id), terms, frequencies)
+            if self._unmerged >= _MERGE_EVERY:
+                self._merge()
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop documents; ids that are not indexed are ignored.
@@ -385,6 +394,13 @@ class LexicalIndex:
         self._document_frequency[terms] += 1
         for term, frequency in zip(terms.tolist(), frequencies.tolist(), strict=True):
             self._postings[term].append(slot, frequency)
+        self._unmerged += terms.size
+
+    def _merge(self) -> None:
+        """Move every term's appended postings into its arrays."""
+        for postings in self._postings:
+            postings.arrays()
+        self._unmerged = 0
 
     def _grow(self, size: int) -> None:
         self._lengths = grown(self._lengths, size)

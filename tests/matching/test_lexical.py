@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 
+import matching.lexical
 from matching.lexical import LexicalIndex
 
 
@@ -115,6 +116,17 @@ class TestLexicalIndex:
         for query in ("harbour word3", "common2 traffic", "word7", "traffic"):
             assert index.search(query, 100) == fresh.search(query, 100)
             assert index.matched_terms(query, 2) == fresh.matched_terms(query, 2)
+
+    def test_merging_appends_during_a_bulk_load_changes_no_score(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        documents = {i: f"word{i % 50} common{i % 7} traffic 交通{i % 3}" for i in range(600)}
+        unmerged = _index(documents)
+        monkeypatch.setattr(matching.lexical, "_MERGE_EVERY", 7)
+        merged = _index(documents)
+        assert merged._unmerged < 7 < unmerged._unmerged
+        for query in ("word3 common2", "traffic", "交通1 word9"):
+            assert merged.search(query, 50) == unmerged.search(query, 50)
 
     def test_returns_nothing_for_a_query_without_known_terms(self) -> None:
         assert _index({1: "traffic"}).search("zebra", 5) == []
