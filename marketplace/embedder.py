@@ -49,7 +49,12 @@ def service_embedder(settings: Settings) -> BackgroundLoadedEmbedder:
     def load() -> Embedder:
         writes = None
         if queries is not None and writes_on_onnx:
-            writes = _saved_export(folder, model_name, os.cpu_count() or 1)
+            # Writes run on every core; queries on `query_threads` each, so that concurrent
+            # queries do not wait on each other's threads: one session each, unless they agree.
+            threads = os.cpu_count() or 1
+            writes = (
+                queries if threads == query_threads else _saved_export(folder, model_name, threads)
+            )
         loaded = writes or load_model()
         gc.freeze()  # the model's objects live as long as the process (see create_app)
         return loaded

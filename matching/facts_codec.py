@@ -55,10 +55,9 @@ def decode(blob: bytes, *, texts: bool = True) -> ListingFacts:
     (length,) = _LENGTH.unpack_from(blob)
     head = memoryview(blob)[_LENGTH.size : _LENGTH.size + length]
     listing_values, attribute_values = marshal.loads(head)
-    kind = listing_values[_position(ListingFacts, "kind")]
-    attributes_type = attributes_class(kind)
-    tail = blob[_LENGTH.size + length :]
-    stored: tuple[str, ...] = marshal.loads(zlib.decompress(tail)) if texts and tail else ()
+    attributes_type = attributes_class(listing_values[_KIND_POSITION])
+    tail = memoryview(blob)[_LENGTH.size + length :] if texts else b""
+    stored: tuple[str, ...] = marshal.loads(zlib.decompress(tail)) if tail else ()
     split = len(_TEXT_FIELDS[ListingFacts])
     listing_texts, attribute_texts = stored[:split], stored[split:]
     attributes = _restore(attributes_type, attribute_values, attribute_texts)
@@ -82,10 +81,6 @@ def _restore(cls: type, values: tuple[object, ...], texts: tuple[str, ...], **ex
     }
     fields.update(zip(_TEXT_FIELDS.get(cls, ()), texts, strict=False))
     return cls(**fields, **extra)
-
-
-def _position(cls: type, name: str) -> int:
-    return list(_codecs(cls)).index(name)
 
 
 @cache
@@ -115,3 +110,7 @@ def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _same(value: Any) -> Any:
     return value
+
+
+# Where a listing's kind sits among its encoded values (decode needs it first).
+_KIND_POSITION = list(_codecs(ListingFacts)).index("kind")

@@ -334,10 +334,9 @@ class LexicalIndex:
         return self._ids_cache
 
     def _scores(self, query_terms: Ints) -> npt.NDArray[np.float64]:
-        scores = np.zeros(len(self._ids), dtype=np.float64)
-        count = len(self._slot_of)
-        if count == 0:
-            return scores
+        size, count = len(self._ids), len(self._slot_of)
+        if count == 0 or query_terms.size == 0:
+            return np.zeros(size, dtype=np.float64)
         average_length = self._total_length / count
 
         def term_weights(slots: Ints, tf: Frequencies) -> Weights:
@@ -354,11 +353,9 @@ class LexicalIndex:
             postings = self._postings[term]
             weights.append(postings.weights(statistics, term_weights) * np.float32(idf))
             slots.append(postings.slots)
-        if not slots:
-            return scores
         # One pass over every term's postings (2-3x faster than adding term by term); with
         # weights, bincount sums in float64.
-        totals = np.bincount(np.concatenate(slots), np.concatenate(weights), minlength=scores.size)
+        totals = np.bincount(np.concatenate(slots), np.concatenate(weights), minlength=size)
         return cast(npt.NDArray[np.float64], totals)
 
     def _matched(self, query_terms: Ints, slot: int) -> tuple[str, ...]:
