@@ -32,7 +32,8 @@ from matching.arrays import grown
 from matching.atomic_file import atomic_file
 from matching.embedding import Embedder
 from matching.id_set import IdSet
-from matching.index import IndexKind, VectorIndex
+from matching.index import IndexKind
+from matching.partitioned_index import PartitionedIndex
 from matching.ranking import Matcher, MatcherState
 from schemas.listings import ListingStatus, Visibility
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 # A change row may commit after rows with higher numbers; wait this long for such gaps to fill.
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
-_SNAPSHOT_FORMAT = 4
+_SNAPSHOT_FORMAT = 5
 # The index needs each listing's vector, never its sentence vectors (read per shown match).
 _WITHOUT_SENTENCES = defer(ListingEmbedding.sentence_vectors)  # type: ignore[arg-type]
 _VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)
@@ -182,7 +183,7 @@ class SearchIndex:
                 raise ValueError("not a snapshot of this format")
             if state["model"] != model:
                 raise ValueError(f"snapshot of model {state['model']!r}, not {model!r}")
-            vectors = VectorIndex.load(self.path)
+            vectors = PartitionedIndex.load(self.path)
             if vectors.dimension != state["dimension"]:
                 raise ValueError(
                     f"vectors of dimension {vectors.dimension}, not {state['dimension']}"

@@ -12,6 +12,7 @@ from typing import Literal
 
 Kind = Literal["dataset", "scenario", "compute", "model"]
 Side = Literal["need", "offer"]
+SIDES: tuple[Side, ...] = ("need", "offer")
 
 NEED_KINDS: frozenset[Kind] = frozenset({"dataset", "scenario"})
 OFFER_KINDS: frozenset[Kind] = frozenset({"compute", "model"})

@@ -24,7 +24,6 @@ Concurrent searches are safe; a mutation must not run concurrently with anything
 same instance (the caller serialises writes, e.g. with a lock or by swapping in a new index).
 """
 
-import io
 import json
 import math
 import os
@@ -291,6 +290,15 @@ class VectorIndex:
         Args:
             path: the file to write.
         """
+        with atomic_file(path) as file:
+            self.write(file)
+
+    def write(self, file: IO[bytes]) -> None:
+        """Write the index to an open binary file, from its current position (see `read`).
+
+        Args:
+            file: the file; several indexes may follow one another in it.
+        """
         header: dict[str, object] = {
             "format_version": _FORMAT_VERSION,
             "dimension": self.dimension,
@@ -303,13 +311,12 @@ class VectorIndex:
             "slots": int(self._slot_ids.size),
         }
         header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
-        with atomic_file(path) as file:
-            file.write(_MAGIC)
-            file.write(struct.pack("<Q", len(header_bytes)))
-            file.write(header_bytes)
-            if self.kind == "hnsw":
-                file.write(self._slot_ids.astype("<i8", copy=False).tobytes())
-            _write_faiss(self._flat if self.kind == "flat" else self._hnsw, file)
+        file.write(_MAGIC)
+        file.write(struct.pack("<Q", len(header_bytes)))
+        file.write(header_bytes)
+        if self.kind == "hnsw":
+            file.write(self._slot_ids.astype("<i8", copy=False).tobytes())
+        _write_faiss(self._flat if self.kind == "flat" else self._hnsw, file)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "VectorIndex":
@@ -325,26 +332,42 @@ class VectorIndex:
             ValueError: the file is not a saved VectorIndex or has an unknown format version.
         """
         with open(path, "rb") as file:
-            if file.read(len(_MAGIC)) != _MAGIC:
-                raise ValueError(f"{path} is not a saved VectorIndex")
-            (header_length,) = struct.unpack("<Q", file.read(8))
-            header = json.loads(file.read(header_length).decode("utf-8"))
-            if header.get("format_version") != _FORMAT_VERSION:
-                raise ValueError(f"{path} has unknown format {header.get('format_version')!r}")
-            index = cls(
-                int(header["dimension"]),
-                kind=header["kind"],
-                hnsw_m=int(header["hnsw_m"]),
-                ef_construction=int(header["ef_construction"]),
-                ef_search=int(header["ef_search"]),
-                max_dead_fraction=float(header["max_dead_fraction"]),
-                metadata={str(k): str(v) for k, v in header["metadata"].items()},
-            )
-            slots = int(header["slots"])
-            slot_ids = np.frombuffer(file.read(8 * slots), dtype="<i8").astype(np.int64)
-            stored = _read_faiss(file)
+            return cls.read(file, str(path))
+
+    @classmethod
+    def read(cls, file: IO[bytes], name: str = "file") -> "VectorIndex":
+        """Read one index written by `write`, leaving the file just past it.
+
+        Args:
+            file: the open binary file, at the index's first byte.
+            name: what to call the file in errors.
+
+        Returns:
+            The index, with its kind, settings and metadata.
+
+        Raises:
+            ValueError: no saved VectorIndex starts here, or it has an unknown format version.
+        """
+        if file.read(len(_MAGIC)) != _MAGIC:
+            raise ValueError(f"{name} is not a saved VectorIndex")
+        (header_length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(header_length).decode("utf-8"))
+        if header.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{name} has unknown format {header.get('format_version')!r}")
+        index = cls(
+            int(header["dimension"]),
+            kind=header["kind"],
+            hnsw_m=int(header["hnsw_m"]),
+            ef_construction=int(header["ef_construction"]),
+            ef_search=int(header["ef_search"]),
+            max_dead_fraction=float(header["max_dead_fraction"]),
+            metadata={str(k): str(v) for k, v in header["metadata"].items()},
+        )
+        slots = int(header["slots"])
+        slot_ids = np.frombuffer(file.read(8 * slots), dtype="<i8").astype(np.int64)
+        stored = _read_faiss(file)
         if stored.d != index.dimension:
-            raise ValueError(f"{path}: header says dimension {index.dimension}, FAISS {stored.d}")
+            raise ValueError(f"{name}: header says dimension {index.dimension}, FAISS {stored.d}")
         if index.kind == "flat":
             index._flat = stored
             index._members = set(faiss.vector_to_array(stored.id_map).tolist())
@@ -585,5 +608,5 @@ def _write_faiss(index: Any, file: IO[bytes]) -> None:
     faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))  # type: ignore[attr-defined]
 
 
-def _read_faiss(file: IO[bytes] | io.BufferedReader) -> Any:
+def _read_faiss(file: IO[bytes]) -> Any:
     return faiss.read_index(faiss.PyCallbackIOReader(file.read))  # type: ignore[attr-defined]

@@ -32,12 +32,13 @@ from matching.arrays import grown
 from matching.constraints import Check, check_pair, constraint_score, fails_hard
 from matching.documents import facets, lexical_text, semantic_text
 from matching.embedding import Embedder
-from matching.facts import KINDS, Kind, ListingFacts, counterpart_kinds
+from matching.facts import KINDS, SIDES, Kind, ListingFacts, Side, counterpart_kinds, side_of
 from matching.facts_store import FactsStore
 from matching.id_set import IdSet
-from matching.index import IndexKind, VectorIndex
+from matching.index import IndexKind
 from matching.lexical import LexicalIndex, LexicalQuery
 from matching.listing_vectors import embed_listings, evidence
+from matching.partitioned_index import PartitionedIndex
 from matching.text import cjk_share
 
 Method = Literal["dense", "lexical", "hybrid"]
@@ -149,7 +150,8 @@ class Matcher:
 
     Args:
         embedder: turns texts into vectors.
-        index: the vector index to use; a new one of index_kind when None.
+        index: the vector index to use, partitioned by side ("need", "offer"); a new one of
+            index_kind when None.
         settings: ranking parameters.
         index_kind: the kind of a new vector index ("flat" exact, "hnsw" approximate).
     """
@@ -157,7 +159,7 @@ class Matcher:
     def __init__(
         self,
         embedder: Embedder,
-        index: VectorIndex | None = None,
+        index: PartitionedIndex | None = None,
         *,
         settings: RankingSettings | None = None,
         index_kind: IndexKind = "flat",
@@ -175,12 +177,14 @@ class Matcher:
         return len(self._facts)
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> PartitionedIndex:
         """The vector index; a new one is made on first use, when the embedder's dimension is
         asked (an embedder still loading its model is waited for only then)."""
         with self._lock:
             if self._index is None:
-                self._index = VectorIndex(self.embedder.dimension, kind=self._index_kind)
+                self._index = PartitionedIndex(
+                    self.embedder.dimension, SIDES, kind=self._index_kind
+                )
             return self._index
 
     def state(self) -> MatcherState:
@@ -198,7 +202,7 @@ class Matcher:
     def from_state(
         cls,
         embedder: Embedder,
-        index: VectorIndex,
+        index: PartitionedIndex,
         state: MatcherState,
         *,
         settings: RankingSettings | None = None,
@@ -287,7 +291,7 @@ class Matcher:
         texts = [lexical_text(listing) for listing in listings]
         with self._lock:
             self._forget(ids)
-            self.index.upsert(ids, matrix)
+            self.index.upsert(ids, matrix, [side_of(listing.kind) for listing in listings])
             self.lexical.upsert(ids, texts)
             for listing in listings:
                 self._facts.put(listing)
@@ -452,7 +456,12 @@ class Matcher:
                 return []
             lexical_query = self.lexical.query(text)
             candidates = self._candidates(
-                lexical_query, query_vector, allowed, method, cjk=cjk_share(text) >= 0.5
+                lexical_query,
+                query_vector,
+                allowed,
+                {side_of(kind) for kind in kinds if kind in KINDS},
+                method,
+                cjk=cjk_share(text) >= 0.5,
             )
             candidates.sort(key=lambda c: (-c.relevance, c.id))
             best: list[float] = []  # a min-heap of the `limit` best totals so far
@@ -506,8 +515,10 @@ class Matcher:
             mask[exclude] = False
         return IdSet(mask)
 
-    def _dense(self, vector: Vector, k: int, allowed: Collection[int] | None) -> dict[int, float]:
-        scores, ids = self.index.search(vector, max(k, 1), allowed_ids=allowed)
+    def _dense(
+        self, vector: Vector, k: int, allowed: Collection[int] | None, sides: Collection[Side]
+    ) -> dict[int, float]:
+        scores, ids = self.index.search(vector, max(k, 1), partitions=sides, allowed_ids=allowed)
         return {int(i): float(s) for s, i in zip(scores, ids, strict=True) if i >= 0}
 
     def _candidates(
@@ -515,13 +526,14 @@ class Matcher:
         query: LexicalQuery,
         query_vector: Vector,
         allowed: IdSet | None,
+        sides: Collection[Side],
         method: Method,
         *,
         cjk: bool,
     ) -> list[_Candidate]:
         """Retrieve candidates, give each both retrievers' scores, and set their relevance."""
         depth = self.settings.candidates
-        semantic = self._dense(query_vector, depth, allowed) if method != "lexical" else {}
+        semantic = self._dense(query_vector, depth, allowed, sides) if method != "lexical" else {}
         # Fusion and explanations need both scores of every candidate, not only the retriever's
         # that found it: the lexical side scores the dense candidates too ...
         found = self.lexical.search(
@@ -536,7 +548,7 @@ class Matcher:
         # ... and the dense side its own candidates' missing from its top.
         unscored = ids - semantic.keys()
         if unscored:
-            semantic.update(self._dense(query_vector, len(unscored), unscored))
+            semantic.update(self._dense(query_vector, len(unscored), unscored, sides))
         best = max((hit.score for hit in hits.values()), default=0.0)
         candidates = [
             _Candidate(

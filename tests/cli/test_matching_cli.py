@@ -22,7 +22,7 @@ from marketplace.models import Member
 from marketplace.services import listings, members, organizations
 from matching.embedding import Embedder, SentenceTransformerEmbedder
 from matching.evaluation import evaluate_bench, load_bench
-from matching.index import VectorIndex
+from matching.partitioned_index import PartitionedIndex
 from schemas.listings import ListingCreate
 from schemas.members import MemberCreate
 from schemas.organizations import OrganizationFields
@@ -294,7 +294,7 @@ class TestReindex:
         }
         path = tmp_path / "data" / "index" / "listings.faiss"
         assert f"Index saved to {path}" in " ".join(result.stdout.split())
-        saved = VectorIndex.load(path)
+        saved = PartitionedIndex.load(path)
         assert len(saved) == 4
         assert saved.metadata["model"] == embedder.model_name
 
