@@ -5,10 +5,10 @@
 Every need is matched against its subset's offers through `Matcher.match`, the code path of the
 API, with the default model (all-MiniLM-L6-v2). Embedding the whole bench takes several minutes on
 two cores: `--cache DIR` keeps the vectors between runs (keyed by model and text; keep it out of
-the repository). `--fusion`, `--dense-weight` and `--facet-weight` rerun the hybrid method with
-other settings, for the comparisons in the matching report. `--smoke` runs 15 needs per subset
-against their judged offers plus 150 others, to check the pipeline quickly (its figures are not
-comparable).
+the repository). `--fusion`, `--dense-weight`, `--facet-weight`, `--feedback-depth` and
+`--feedback-weight` rerun with other settings, for the comparisons in the matching report.
+`--smoke` runs 15 needs per subset against their judged offers plus 150 others, to check the
+pipeline quickly (its figures are not comparable).
 """
 
 import argparse
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fusion", choices=["blend", "rrf"], help="hybrid fusion to use")
     parser.add_argument("--dense-weight", type=float, help="hybrid weight of the dense side")
     parser.add_argument("--facet-weight", type=float, help="hybrid smoothing by task (0: none)")
+    parser.add_argument("--feedback-depth", type=int, help="candidates the query moves towards")
+    parser.add_argument("--feedback-weight", type=float, help="query feedback weight (0: none)")
     args = parser.parse_args(argv)
 
     methods: tuple[Method, ...] = METHODS if args.method == "all" else (args.method,)
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, dense_weight=args.dense_weight)
     if args.facet_weight is not None:
         settings = replace(settings, facet_weight=args.facet_weight)
+    if args.feedback_depth is not None:
+        settings = replace(settings, feedback_depth=args.feedback_depth)
+    if args.feedback_weight is not None:
+        settings = replace(settings, feedback_weight=args.feedback_weight)
     subsets = load_bench(args.bench)
     if args.smoke:
         subsets = [smoke_subset(subset) for subset in subsets]
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     title = (
         f"Matching quality on {args.bench}{' (smoke)' if args.smoke else ''}: "
         f"hybrid = {settings.fusion}, dense weight {settings.dense_weight}, "
-        f"facet weight {settings.facet_weight}; {time.perf_counter() - started:.0f} s"
+        f"facet weight {settings.facet_weight}, feedback {settings.feedback_depth} x "
+        f"{settings.feedback_weight}; {time.perf_counter() - started:.0f} s"
     )
     console.print(results_table(rows, title))
 

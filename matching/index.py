@@ -177,6 +177,31 @@ class VectorIndex:
             ids = self._slot_ids[self._slot_ids >= 0]
         return np.sort(ids)
 
+    def vectors(self, ids: Iterable[int] | npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The stored vectors of ids (HNSW: as stored, in fp16 precision).
+
+        Args:
+            ids: ids held by the index.
+
+        Returns:
+            An (n, dimension) array, one row per id, in the order given.
+
+        Raises:
+            KeyError: an id is not in the index.
+        """
+        id_array = _as_ids(ids)
+        if self.kind == "flat":
+            missing = [i for i in id_array.tolist() if i not in self._members]
+            if missing:
+                raise KeyError(f"ids not in the index: {missing[:5]}")
+            if id_array.size == 0:
+                return np.zeros((0, self.dimension), dtype=np.float32)
+            return cast(npt.NDArray[np.float32], self._flat.reconstruct_batch(id_array))
+        slots = self._slot_of.slots_of(id_array)
+        if (slots < 0).any():
+            raise KeyError(f"ids not in the index: {id_array[slots < 0][:5].tolist()}")
+        return self._hnsw_vectors(slots)
+
     @property
     def dead_slots(self) -> int:
         """How many HNSW slots hold a removed or replaced vector (always 0 for flat)."""

@@ -76,6 +76,31 @@ class PartitionedIndex:
         code = int(self._partition_of[listing_id])
         return self._names[code] if code >= 0 else None
 
+    def vectors(self, ids: Sequence[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The stored vectors of ids, from whichever partition holds each.
+
+        Args:
+            ids: ids held by the index.
+
+        Returns:
+            An (n, dimension) array, one row per id, in the order given.
+
+        Raises:
+            KeyError: an id is not in the index.
+        """
+        id_array = np.asarray(ids, dtype=np.int64).reshape(-1)
+        inside = (id_array >= 0) & (id_array < self._partition_of.size)
+        codes = np.full(id_array.shape, -1, dtype=np.int8)
+        codes[inside] = self._partition_of[id_array[inside]]
+        if (codes < 0).any():
+            raise KeyError(f"ids not in the index: {id_array[codes < 0][:5].tolist()}")
+        found = np.empty((id_array.size, self.dimension), dtype=np.float32)
+        for code, name in enumerate(self._names):
+            rows = codes == code
+            if rows.any():
+                found[rows] = self.parts[name].vectors(id_array[rows])
+        return found
+
     # -- writes ---------------------------------------------------------------------------------
 
     def upsert(

@@ -265,6 +265,34 @@ class TestWrites:
             VectorIndex(DIMENSION, kind=kind).upsert([1, 2], self.vectors[:3])
 
 
+@pytest.mark.parametrize("kind", KINDS)
+class TestVectors:
+    vectors = _clustered(300, seed=9)
+    ids = _ids(300)
+
+    def test_returns_the_stored_vectors_in_the_order_asked(self, kind: IndexKind) -> None:
+        index = _index(kind, self.vectors, self.ids)
+        rows = [17, 3, 250, 4]
+        found = index.vectors(self.ids[rows])
+        np.testing.assert_allclose(found, self.vectors[rows], atol=SCORE_TOLERANCE[kind])
+
+    def test_returns_the_latest_vector_of_a_replaced_id(self, kind: IndexKind) -> None:
+        index = _index(kind, self.vectors, self.ids)
+        index.upsert(self.ids[:1], -self.vectors[:1])
+        found = index.vectors([int(self.ids[0])])
+        np.testing.assert_allclose(found, -self.vectors[:1], atol=SCORE_TOLERANCE[kind])
+
+    def test_refuses_ids_not_held(self, kind: IndexKind) -> None:
+        index = _index(kind, self.vectors, self.ids)
+        index.remove([int(self.ids[5])])
+        for absent in (int(self.ids[5]), 999_999_999):
+            with pytest.raises(KeyError):
+                index.vectors([int(self.ids[0]), absent])
+
+    def test_no_ids_give_no_rows(self, kind: IndexKind) -> None:
+        assert _index(kind, self.vectors, self.ids).vectors([]).shape == (0, DIMENSION)
+
+
 class TestHnsw:
     vectors = _clustered(5000, seed=8)
     ids = _ids(5000)

@@ -101,6 +101,23 @@ class TestWrites:
         assert index.partition_of(3) is None
         assert index.search(self.vectors[150], 1)[1].tolist() != [150]
 
+    def test_vectors_come_from_each_id_s_partition_in_the_order_asked(
+        self, kind: IndexKind
+    ) -> None:
+        index = PartitionedIndex(DIMENSION, SIDES, kind=kind)
+        index.upsert(np.arange(200), self.vectors, ["need"] * 100 + ["offer"] * 100)
+        rows = [150, 2, 199, 40]
+        found = index.vectors(rows)
+        np.testing.assert_allclose(found, self.vectors[rows], atol=SCORE_TOLERANCE[kind])
+
+    def test_vectors_refuse_ids_not_held(self, kind: IndexKind) -> None:
+        index = PartitionedIndex(DIMENSION, SIDES, kind=kind)
+        index.upsert(np.arange(10), self.vectors[:10], ["need"] * 5 + ["offer"] * 5)
+        index.remove([7])
+        for absent in (7, 10, 10_000):
+            with pytest.raises(KeyError):
+                index.vectors([1, absent])
+
     @pytest.mark.parametrize(
         ("ids", "partitions", "message"),
         [

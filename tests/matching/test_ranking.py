@@ -6,6 +6,7 @@ Pure ranking behaviour uses the hashing embedder; the real model only where mean
 from decimal import Decimal
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from matching.embedding import Embedder
@@ -16,7 +17,7 @@ from matching.facts import (
     ModelFacts,
     ScenarioFacts,
 )
-from matching.ranking import Matcher, RankingSettings
+from matching.ranking import Matcher, Method, RankingSettings
 from tests.matching.conftest import HashingEmbedder
 
 
@@ -205,6 +206,65 @@ class TestMatcherMatch:
 
     def test_returns_nothing_when_nothing_is_allowed(self) -> None:
         assert _matcher(_catalogue()).match(_SCENARIO, allowed_ids=set()) == []
+
+
+def _unit(*weights: float) -> npt.NDArray[np.float32]:
+    vector = np.zeros(HashingEmbedder().dimension, dtype=np.float32)
+    vector[: len(weights)] = weights
+    return vector / np.linalg.norm(vector)
+
+
+class TestPseudoRelevanceFeedback:
+    """The query moves towards its best candidates (Rocchio) before the cosines are final."""
+
+    # Five close candidates share a direction besides the query's (axis 1). The target lies
+    # along it but is further from the query itself than the distractor, which goes elsewhere.
+    query = _unit(1.0)
+    close = np.stack([_unit(1.0, 0.8, *([0.0] * (2 + i)), 0.1) for i in range(5)])
+    target = _unit(0.5, 1.0)
+    distractor = _unit(0.6, 0.0, 1.0)
+
+    def _matcher(self, settings: RankingSettings) -> Matcher:
+        vectors = np.vstack([self.close, self.target, self.distractor])
+        listings = [_dataset(i + 1, f"listing {i + 1}") for i in range(len(vectors))]
+        matcher = Matcher(HashingEmbedder(), settings=settings)
+        matcher.upsert_many(listings, vectors)
+        return matcher
+
+    def _ranked(self, settings: RankingSettings, method: Method) -> list[int]:
+        matcher = self._matcher(settings)
+        found = matcher.match(
+            _SCENARIO, kinds=["dataset"], vector=self.query, method=method, explain=False
+        )
+        return [m.id for m in found]
+
+    @pytest.mark.parametrize("method", ["dense", "hybrid"])
+    def test_ranks_what_the_best_candidates_share_above_what_only_the_query_shares(
+        self, method: Method
+    ) -> None:
+        plain = self._ranked(RankingSettings(feedback_weight=0), method)
+        assert plain.index(7) < plain.index(6)
+        moved = self._ranked(RankingSettings(), method)
+        assert moved.index(6) < moved.index(7)
+
+    def test_the_semantic_score_is_the_cosine_with_the_moved_query(self) -> None:
+        settings = RankingSettings(feedback_depth=5, feedback_weight=2.0)
+        found = self._matcher(settings).match(
+            _SCENARIO, kinds=["dataset"], vector=self.query, method="dense", explain=False
+        )
+        moved = self.query + 2.0 * self.close.mean(axis=0)
+        moved /= np.linalg.norm(moved)
+        semantic = {m.id: m.components.semantic for m in found}
+        assert semantic[6] == pytest.approx(float(self.target @ moved), abs=1e-5)
+        assert semantic[7] == pytest.approx(float(self.distractor @ moved), abs=1e-5)
+
+    def test_no_more_candidates_than_the_depth_get_no_feedback(self) -> None:
+        settings = RankingSettings(feedback_depth=7)
+        found = self._matcher(settings).match(
+            _SCENARIO, kinds=["dataset"], vector=self.query, method="dense", explain=False
+        )
+        semantic = {m.id: m.components.semantic for m in found}
+        assert semantic[6] == pytest.approx(float(self.target @ self.query), abs=1e-5)
 
 
 class TestMatcherSearch:
