@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # A change row may commit after rows with higher numbers; wait this long for such gaps to fill.
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
-_SNAPSHOT_FORMAT = 5
+_SNAPSHOT_FORMAT = 6
 # The index needs each listing's vector, never its sentence vectors (read per shown match).
 _WITHOUT_SENTENCES = defer(ListingEmbedding.sentence_vectors)  # type: ignore[arg-type]
 _VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)

@@ -41,6 +41,7 @@ from matching.arrays import grown
 from matching.constraints import Check, check_pair, constraint_score, fails_hard
 from matching.documents import facets, lexical_text, semantic_text
 from matching.embedding import Embedder
+from matching.facet_codes import FacetCodes
 from matching.facts import KINDS, SIDES, Kind, ListingFacts, Side, counterpart_kinds, side_of
 from matching.facts_store import FactsStore
 from matching.id_set import IdSet
@@ -151,11 +152,13 @@ class MatcherState:
         lexical: the BM25 index over their lexical texts.
         kind_codes: each held id's kind code, -1 at ids not held (saves decoding every fact
             to learn its kind).
+        facets: each held id's facets (saves decoding every candidate's facts to smooth).
     """
 
     facts: FactsStore
     lexical: LexicalIndex
     kind_codes: npt.NDArray[np.int8]
+    facets: FacetCodes
 
 
 class Matcher:
@@ -187,6 +190,7 @@ class Matcher:
         self.lexical = LexicalIndex()
         self._facts = FactsStore()
         self._kind_codes = np.full(0, -1, dtype=np.int8)  # by id; -1: not held
+        self._facets = FacetCodes()
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -212,7 +216,9 @@ class Matcher:
             The facts and the lexical index.
         """
         with self._lock:
-            return MatcherState(self._facts.copy(), self.lexical, self._kind_codes.copy())
+            return MatcherState(
+                self._facts.copy(), self.lexical, self._kind_codes.copy(), self._facets.copy()
+            )
 
     @classmethod
     def from_state(
@@ -249,6 +255,7 @@ class Matcher:
         matcher.lexical = state.lexical
         matcher._facts = state.facts
         matcher._kind_codes = state.kind_codes
+        matcher._facets = state.facets
         return matcher
 
     def __contains__(self, listing_id: object) -> bool:
@@ -312,6 +319,7 @@ class Matcher:
             for listing in listings:
                 self._facts.put(listing)
             self._set_kinds(listings)
+            self._facets.put(ids, [facets(listing) for listing in listings])
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop listings; unknown ids are ignored.
@@ -575,10 +583,8 @@ class Matcher:
             for listing_id in sorted(ids)
         ]
         smoothed = method == "hybrid" and self.settings.facet_weight > 0
-        # Decoded once: the relevance is set twice when the query gets feedback.
-        own_facets = (
-            {c.id: facets(self._facts.for_ranking(c.id)) for c in candidates} if smoothed else {}
-        )
+        # Looked up once: the relevance is set twice when the query gets feedback.
+        own_facets = {c.id: self._facets.of(c.id) for c in candidates} if smoothed else {}
         self._set_relevance(candidates, method, cjk, own_facets)
         if method != "lexical" and self._feed_back(candidates, query_vector):
             self._set_relevance(candidates, method, cjk, own_facets)
@@ -652,6 +658,7 @@ class Matcher:
         for listing_id in ids:
             if self._facts.pop(listing_id):
                 self._kind_codes[listing_id] = -1
+                self._facets.forget([listing_id])
 
     def _set_kinds(self, listings: Iterable[ListingFacts]) -> None:
         held = list(listings)

@@ -3,6 +3,7 @@
 Pure ranking behaviour uses the hashing embedder; the real model only where meaning matters.
 """
 
+import pickle
 from decimal import Decimal
 
 import numpy as np
@@ -199,6 +200,32 @@ class TestMatcherMatch:
         after = [m.id for m in smoothed.match(_SCENARIO, kinds=["model"])]
         assert before.index(4) < before.index(3)
         assert set(after[:3]) == {1, 2, 3}
+
+    def test_smoothing_follows_a_changed_task(self) -> None:
+        forecasting = "Forecasts road traffic flow"
+        listings = [
+            _model(1, f"{forecasting} at junctions from loop detector counts."),
+            _model(2, f"{forecasting} per hour."),
+            _model(3, f"{forecasting} for city planners."),
+            _model(4, "Detects road traffic flow at city junctions.", task="object_detection"),
+        ]
+        matcher = _matcher(listings)
+        before = {m.id: m.components.relevance for m in matcher.match(_SCENARIO, kinds=["model"])}
+        matcher.upsert_many([_model(4, "Detects road traffic flow at city junctions.")])
+        after = {m.id: m.components.relevance for m in matcher.match(_SCENARIO, kinds=["model"])}
+        assert after[4] > before[4]
+
+    def test_a_restored_state_ranks_the_same(self) -> None:
+        listings = [
+            *_catalogue(),
+            _model(5, "Forecasts traffic flow per hour."),
+            _model(6, "Detects road traffic at junctions.", task="object_detection"),
+        ]
+        matcher = _matcher(listings)
+        restored = Matcher.from_state(
+            matcher.embedder, matcher.index, pickle.loads(pickle.dumps(matcher.state()))
+        )
+        assert restored.match(_SCENARIO, explain=False) == matcher.match(_SCENARIO, explain=False)
 
     def test_rejects_an_unknown_method(self) -> None:
         with pytest.raises(ValueError, match="unknown method 'sparse'"):
