@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # A change row may commit after rows with higher numbers; wait this long for such gaps to fill.
 _GAP_PATIENCE = timedelta(seconds=30)
 _BATCH = 2_000
-_SNAPSHOT_FORMAT = 6
+_SNAPSHOT_FORMAT = 7
 # The index needs each listing's vector, never its sentence vectors (read per shown match).
 _WITHOUT_SENTENCES = defer(ListingEmbedding.sentence_vectors)  # type: ignore[arg-type]
 _VISIBILITIES = (Visibility.PUBLIC, Visibility.REGISTERED, Visibility.PRIVATE)
@@ -146,8 +146,9 @@ class SearchIndex:
     def save(self) -> None:
         """Persist the vector index and the snapshot (caches: deleting them costs a rebuild).
 
-        The snapshot is a pickle of the lexical index, the facts, the visibility maps, the
-        change-sequence floor and the model name. Unpickling runs code, so the data directory
+        The snapshot is a pickle of the visibility maps, the change-sequence floor and the
+        model name, followed by the matcher's state (`MatcherState.write`: the facts, and the
+        lexical index with its postings as raw arrays). Unpickling runs code, so the data directory
         must be trusted like the SQLite file beside it: whoever can write there can already
         change the database.
         """
@@ -165,11 +166,11 @@ class SearchIndex:
                 "model": model,
                 "dimension": self.matcher.index.dimension,
                 "floor": self._floor,
-                "matcher": self.matcher.state(),
                 "audiences": self._audiences,
             }
             with atomic_file(self.snapshot_path) as file:
                 pickle.dump(state, file, pickle.HIGHEST_PROTOCOL)
+                self.matcher.state().write(file)
 
     def _restore(self) -> bool:
         """Load the saved state when it is present, intact, of this model and this database."""
@@ -178,9 +179,10 @@ class SearchIndex:
         try:
             with self.snapshot_path.open("rb") as file:  # streamed: never the file and its
                 state = pickle.load(file)  # objects in memory at once (1.7 GB at 1M listings)
+                if not isinstance(state, dict) or state.get("format") != _SNAPSHOT_FORMAT:
+                    raise ValueError("not a snapshot of this format")
+                matcher_state = MatcherState.read(file)
             model = self.matcher.embedder.model_name
-            if not isinstance(state, dict) or state.get("format") != _SNAPSHOT_FORMAT:
-                raise ValueError("not a snapshot of this format")
             if state["model"] != model:
                 raise ValueError(f"snapshot of model {state['model']!r}, not {model!r}")
             vectors = PartitionedIndex.load(self.path)
@@ -196,9 +198,6 @@ class SearchIndex:
                 head = session.exec(select(func.coalesce(func.max(IndexChange.seq), 0))).one()
             if state["floor"] > head:
                 raise ValueError("snapshot newer than the database's change sequence")
-            matcher_state = state["matcher"]
-            if not isinstance(matcher_state, MatcherState):
-                raise ValueError("no matcher state")
             audiences = state["audiences"]
             if not isinstance(audiences, _Audiences) or len(audiences) != len(matcher_state.facts):
                 raise ValueError("snapshot listings and matcher disagree")

@@ -1,6 +1,6 @@
 """Arrays indexed by id or slot that grow as ids are added."""
 
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,3 +26,33 @@ def grown(array: Array, size: int, fill: object = 0) -> Array:
     larger = np.full((max(size, 2 * rows, 64), *array.shape[1:]), fill, dtype=array.dtype)
     larger[:rows] = array
     return larger  # type: ignore[return-value]
+
+
+def write_array(file: IO[bytes], array: npt.NDArray[Any], dtype: str) -> None:
+    """Write a 1-d array's values to a binary file as `dtype` (e.g. "<i4"), without a copy
+    when the array already has that layout.
+
+    Args:
+        file: an open binary file.
+        array: the values.
+        dtype: the byte order and type to write, as numpy spells it.
+    """
+    file.write(np.ascontiguousarray(array, dtype=dtype).data)
+
+
+def read_array(file: IO[bytes], dtype: str, count: int) -> npt.NDArray[Any]:
+    """Read `count` values of `dtype` (as written by `write_array`) into a new writable array
+    of the native type, read straight into place: no second copy of the bytes.
+
+    Raises:
+        ValueError: the file ends before `count` values.
+    """
+    array = np.empty(count, dtype=np.dtype(dtype).newbyteorder("="))
+    view = array.data.cast("B")
+    done = 0
+    while done < view.nbytes:
+        read = file.readinto(view[done:])  # type: ignore[attr-defined]
+        if not read:
+            raise ValueError(f"the file ends after {done} of {view.nbytes} bytes of an array")
+        done += read
+    return array

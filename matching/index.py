@@ -37,6 +37,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from matching.arrays import read_array, write_array
 from matching.atomic_file import atomic_file
 from matching.id_set import IdSet
 from matching.slot_map import SlotMap
@@ -340,7 +341,7 @@ class VectorIndex:
         file.write(struct.pack("<Q", len(header_bytes)))
         file.write(header_bytes)
         if self.kind == "hnsw":
-            file.write(self._slot_ids.astype("<i8", copy=False).tobytes())
+            write_array(file, self._slot_ids, "<i8")
         _write_faiss(self._flat if self.kind == "flat" else self._hnsw, file)
 
     @classmethod
@@ -389,7 +390,7 @@ class VectorIndex:
             metadata={str(k): str(v) for k, v in header["metadata"].items()},
         )
         slots = int(header["slots"])
-        slot_ids = np.frombuffer(file.read(8 * slots), dtype="<i8").astype(np.int64)
+        slot_ids = read_array(file, "<i8", slots)
         stored = _read_faiss(file)
         if stored.d != index.dimension:
             raise ValueError(f"{name}: header says dimension {index.dimension}, FAISS {stored.d}")

@@ -12,16 +12,17 @@ time.
 
 import itertools
 import math
+import pickle
 import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import IO, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from matching.arrays import grown
+from matching.arrays import grown, read_array, write_array
 from matching.id_set import IdSet
 from matching.slot_map import SlotMap
 from matching.text import tokenize
@@ -31,6 +32,7 @@ Ints = npt.NDArray[np.int32]
 # is never reached (the column would clip, not wrap).
 Frequencies = npt.NDArray[np.uint16]
 _FREQUENCY = np.uint16
+_SLOT_BYTES, _FREQUENCY_BYTES = "<i4", "<u2"  # as `write` stores them
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,19 +427,23 @@ class LexicalIndex:
         self._lengths = self._lengths[live]
         self._alive = np.ones(live.size, dtype=bool)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """The index as a few flat arrays: each term's postings one after another."""
+    def write(self, file: IO[bytes]) -> None:
+        """Write the index to an open binary file, from its current position (see `read`).
+
+        A pickle of a few flat arrays, then each term's postings one after another: slots, then
+        frequencies. Written term by term, the postings (most of the index, ~6 bytes a token a
+        document) are never joined into one array first, a copy of them (~270 MB at a million
+        listings) at the peak of a rebuild, which ends by saving.
+
+        Args:
+            file: the file; other data may precede and follow the index in it.
+        """
         postings = [p.arrays() for p in self._postings]
-        bounds = np.cumsum([0, *(slots.size for slots, _ in postings)])
-        return {
+        state = {
             "parameters": (self.k1, self.b, self.max_query_terms, self._tokenize),
             "vocabulary": self._vocabulary,
             "document_frequency": self._document_frequency[: len(self._vocabulary)],
-            "posting_bounds": bounds,
-            "posting_slots": np.concatenate([np.zeros(0, np.int32), *(s for s, _ in postings)]),
-            "posting_frequencies": np.concatenate(
-                [np.zeros(0, _FREQUENCY), *(f for _, f in postings)]
-            ),
+            "posting_bounds": np.cumsum([0, *(s.size for s, _ in postings)], dtype=np.int64),
             "ids": np.asarray(self._ids, dtype=np.int64),
             "lengths": self._lengths[: len(self._ids)],
             "alive": self._alive[: len(self._ids)],
@@ -445,25 +451,44 @@ class LexicalIndex:
             "document_terms": self._document_terms.view(),
             "total_length": self._total_length,
         }
+        pickle.dump(state, file, pickle.HIGHEST_PROTOCOL)
+        for slots, _ in postings:
+            write_array(file, slots, _SLOT_BYTES)
+        for _, frequencies in postings:
+            write_array(file, frequencies, _FREQUENCY_BYTES)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.k1, self.b, self.max_query_terms, self._tokenize = state["parameters"]
-        self._clear()
-        self._vocabulary = state["vocabulary"]
-        self._term_ids = {term: n for n, term in enumerate(self._vocabulary)}
-        self._document_frequency = state["document_frequency"].copy()
-        bounds = state["posting_bounds"].tolist()
-        slots, frequencies = state["posting_slots"], state["posting_frequencies"]
-        self._postings = [
+    @classmethod
+    def read(cls, file: IO[bytes]) -> "LexicalIndex":
+        """Read an index written by `write`, leaving the file just past it.
+
+        Unpickling runs code: read only files as trusted as the code itself.
+
+        Raises:
+            ValueError: the file ends inside the index, or holds no index there.
+        """
+        state = pickle.load(file)
+        if not isinstance(state, dict) or "posting_bounds" not in state:
+            raise ValueError("no lexical index here")
+        k1, b, max_query_terms, tokenizer = state["parameters"]
+        index = cls(k1=k1, b=b, tokenizer=tokenizer, max_query_terms=max_query_terms)
+        index._vocabulary = state["vocabulary"]
+        index._term_ids = {term: n for n, term in enumerate(index._vocabulary)}
+        index._document_frequency = state["document_frequency"]
+        bounds = state["posting_bounds"]
+        # One array each for all the postings; each term's are a slice of them.
+        slots = read_array(file, _SLOT_BYTES, int(bounds[-1]))
+        frequencies = read_array(file, _FREQUENCY_BYTES, int(bounds[-1]))
+        index._postings = [
             _Postings(slots[start:end], frequencies[start:end])
-            for start, end in itertools.pairwise(bounds)
+            for start, end in itertools.pairwise(bounds.tolist())
         ]
         ids = state["ids"]
-        self._ids = ids.tolist()
-        self._alive = state["alive"].copy()
-        live = np.flatnonzero(self._alive)
-        self._slot_of = SlotMap.of(ids[live], live)
-        self._lengths = state["lengths"].copy()
-        self._offsets = _Column(state["offsets"].copy())
-        self._document_terms = _Column(state["document_terms"].copy())
-        self._total_length = state["total_length"]
+        index._ids = ids.tolist()
+        index._alive = state["alive"]
+        live = np.flatnonzero(index._alive)
+        index._slot_of = SlotMap.of(ids[live], live)
+        index._lengths = state["lengths"]
+        index._offsets = _Column(state["offsets"])
+        index._document_terms = _Column(state["document_terms"])
+        index._total_length = state["total_length"]
+        return index

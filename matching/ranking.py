@@ -28,11 +28,12 @@ scenario_to_model, whose best few already share a task.
 """
 
 import heapq
+import pickle
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -145,7 +146,7 @@ class _Candidate:
 
 @dataclass(frozen=True, slots=True)
 class MatcherState:
-    """What a matcher holds besides its vector index, for a snapshot (e.g. pickled).
+    """What a matcher holds besides its vector index, for a snapshot (`write`, `read`).
 
     Attributes:
         facts: the listings' facts by id.
@@ -159,6 +160,26 @@ class MatcherState:
     lexical: LexicalIndex
     kind_codes: npt.NDArray[np.int8]
     facets: FacetCodes
+
+    def write(self, file: IO[bytes]) -> None:
+        """Write the state to an open binary file, from its current position (see `read`)."""
+        pickle.dump((self.facts, self.kind_codes, self.facets), file, pickle.HIGHEST_PROTOCOL)
+        self.lexical.write(file)
+
+    @classmethod
+    def read(cls, file: IO[bytes]) -> "MatcherState":
+        """Read a state written by `write`; unpickling runs code, so only from trusted files.
+
+        Raises:
+            ValueError: the file holds no matcher state here.
+        """
+        parts = pickle.load(file)
+        if not (isinstance(parts, tuple) and len(parts) == 3):
+            raise ValueError("no matcher state here")
+        facts, kind_codes, facets = parts
+        if not (isinstance(facts, FactsStore) and isinstance(facets, FacetCodes)):
+            raise ValueError("no matcher state here")
+        return cls(facts, LexicalIndex.read(file), kind_codes, facets)
 
 
 class Matcher:
