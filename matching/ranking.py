@@ -97,8 +97,8 @@ class ScoreComponents:
     """The parts of a match's score.
 
     Attributes:
-        semantic: the cosine similarity of the embeddings (dense and hybrid: of the query's
-            after pseudo-relevance feedback).
+        semantic: the cosine similarity of the query's embedding and the match's (ranking
+            uses the query's after pseudo-relevance feedback; this is the query's own).
         lexical: the BM25 score relative to the best BM25 hit among the candidates (0 when no
             term matched).
         relevance: the retrieval score of the method (hybrid: fused and smoothed by task).
@@ -138,10 +138,17 @@ class Match:
 
 @dataclass(slots=True)
 class _Candidate:
+    """A candidate's scores; `semantic` is what ranking uses (after feedback), `cosine` the
+    similarity to the query itself, which explanations report."""
+
     id: int
     semantic: float
     lexical: float
     relevance: float = 0.0
+    cosine: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.cosine = self.semantic
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,7 +537,7 @@ class Matcher:
                 kind=counterpart.kind,
                 score=total,
                 components=ScoreComponents(
-                    semantic=candidate.semantic,
+                    semantic=candidate.cosine,
                     lexical=candidate.lexical,
                     relevance=candidate.relevance,
                     constraints=constraint_score(checks),

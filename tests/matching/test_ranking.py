@@ -274,24 +274,25 @@ class TestPseudoRelevanceFeedback:
         moved = self._ranked(RankingSettings(), method)
         assert moved.index(6) < moved.index(7)
 
-    def test_the_semantic_score_is_the_cosine_with_the_moved_query(self) -> None:
+    def test_ranks_by_the_moved_query_and_reports_the_query_s_own_cosine(self) -> None:
         settings = RankingSettings(feedback_depth=5, feedback_weight=2.0)
         found = self._matcher(settings).match(
             _SCENARIO, kinds=["dataset"], vector=self.query, method="dense", explain=False
         )
         moved = self.query + 2.0 * self.close.mean(axis=0)
         moved /= np.linalg.norm(moved)
-        semantic = {m.id: m.components.semantic for m in found}
-        assert semantic[6] == pytest.approx(float(self.target @ moved), abs=1e-5)
-        assert semantic[7] == pytest.approx(float(self.distractor @ moved), abs=1e-5)
+        by_id = {m.id: m.components for m in found}
+        for listing_id, vector in ((6, self.target), (7, self.distractor)):
+            assert by_id[listing_id].relevance == pytest.approx(float(vector @ moved), abs=1e-5)
+            assert by_id[listing_id].semantic == pytest.approx(float(vector @ self.query), abs=1e-5)
 
     def test_no_more_candidates_than_the_depth_get_no_feedback(self) -> None:
         settings = RankingSettings(feedback_depth=7)
         found = self._matcher(settings).match(
             _SCENARIO, kinds=["dataset"], vector=self.query, method="dense", explain=False
         )
-        semantic = {m.id: m.components.semantic for m in found}
-        assert semantic[6] == pytest.approx(float(self.target @ self.query), abs=1e-5)
+        relevance = {m.id: m.components.relevance for m in found}
+        assert relevance[6] == pytest.approx(float(self.target @ self.query), abs=1e-5)
 
 
 class TestMatcherSearch:
