@@ -6,6 +6,7 @@ unknown when a fact it needs is missing, never guessed. Hard checks are deal-bre
 matching filters on; every check, hard or soft, contributes to the constraint score.
 """
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -193,13 +194,20 @@ def _modality(dataset: ListingFacts, model: ListingFacts) -> Check:
     )
 
 
-def _languages(listing: ListingFacts) -> set[str]:
+def _languages(listing: ListingFacts) -> frozenset[str]:
     """Primary language subtags; a model's own languages take precedence over the listing's."""
     attributes = listing.attributes
     codes = listing.languages
     if isinstance(attributes, ModelFacts) and attributes.languages:
         codes = attributes.languages
-    return {code.split("-")[0].split("_")[0].casefold() for code in codes if code}
+    return _primary_subtags(codes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _primary_subtags(codes: tuple[str, ...]) -> frozenset[str]:
+    """The primary subtags of language codes ("zh-Hans", "en_GB": zh, en). Cached: listings
+    share a few language lists, and a query checks its own against every candidate's."""
+    return frozenset(code.split("-")[0].split("_")[0].casefold() for code in codes if code)
 
 
 def _language(need: ListingFacts, offer: ListingFacts) -> Check:

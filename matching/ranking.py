@@ -681,10 +681,9 @@ class Matcher:
             for facet, scores in by_facet.items()
         }
         for candidate in candidates:
-            pooled = max(
-                (facet_score[f] for f in own_facets[candidate.id]), default=candidate.relevance
-            )
-            candidate.relevance = (candidate.relevance + weight * pooled) / (1 + weight)
+            if own := own_facets[candidate.id]:  # a score without facets stays as it is
+                pooled = max(facet_score[f] for f in own)
+                candidate.relevance = (candidate.relevance + weight * pooled) / (1 + weight)
 
     def _forget(self, ids: Iterable[int]) -> None:
         for listing_id in ids:
