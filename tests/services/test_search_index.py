@@ -176,7 +176,7 @@ class TestSnapshot:
         assert (scenario.row_id or 0) in restarted.visible_ids(owner.organization_id)
         assert results(restarted) == results(opened(engine, embedder, tmp_path / "fresh.faiss"))
 
-    @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+    @pytest.mark.parametrize("damage", ["garbage", "truncated", "postings cut short", "foreign"])
     def test_an_unusable_snapshot_falls_back_to_a_rebuild(
         self,
         engine: Engine,
@@ -194,6 +194,8 @@ class TestSnapshot:
             snapshot.write_bytes(b"\x80\x05not a pickle at all")
         elif damage == "truncated":
             snapshot.write_bytes(snapshot.read_bytes()[:100])
+        elif damage == "postings cut short":  # the raw arrays at the end of the file
+            snapshot.write_bytes(snapshot.read_bytes()[:-10])
         else:  # a snapshot saved with another vector index file
             other = tmp_path / "other" / "listings.faiss"
             opened(engine, embedder, other).close()
