@@ -78,6 +78,17 @@ def _catalogue() -> list[ListingFacts]:
     ]
 
 
+def _forecasters_and_a_detector() -> list[ListingFacts]:
+    """Three traffic forecasting models (1-3), and a detector (4) whose text reads like theirs."""
+    forecasting = "Forecasts road traffic flow"
+    return [
+        _model(1, f"{forecasting} at junctions from loop detector counts."),
+        _model(2, f"{forecasting} per hour."),
+        _model(3, f"{forecasting} for city planners."),
+        _model(4, "Detects road traffic flow at city junctions.", task="object_detection"),
+    ]
+
+
 class TestMatcherWrites:
     def test_upsert_holds_the_facts(self) -> None:
         listings = _catalogue()
@@ -185,12 +196,8 @@ class TestMatcherMatch:
         assert found[0].id == 2
 
     def test_hybrid_ranks_models_of_the_task_the_best_candidates_share(self) -> None:
-        forecasting = "Forecasts road traffic flow"
         listings = [
-            _model(1, f"{forecasting} at junctions from loop detector counts."),
-            _model(2, f"{forecasting} per hour."),
-            _model(3, f"{forecasting} for city planners."),
-            _model(4, "Detects road traffic flow at city junctions.", task="object_detection"),
+            *_forecasters_and_a_detector(),
             _model(5, "Detects pedestrians in images.", task="object_detection"),
         ]
         plain = _matcher(listings)
@@ -202,14 +209,7 @@ class TestMatcherMatch:
         assert set(after[:3]) == {1, 2, 3}
 
     def test_smoothing_follows_a_changed_task(self) -> None:
-        forecasting = "Forecasts road traffic flow"
-        listings = [
-            _model(1, f"{forecasting} at junctions from loop detector counts."),
-            _model(2, f"{forecasting} per hour."),
-            _model(3, f"{forecasting} for city planners."),
-            _model(4, "Detects road traffic flow at city junctions.", task="object_detection"),
-        ]
-        matcher = _matcher(listings)
+        matcher = _matcher(_forecasters_and_a_detector())
         before = {m.id: m.components.relevance for m in matcher.match(_SCENARIO, kinds=["model"])}
         matcher.upsert_many([_model(4, "Detects road traffic flow at city junctions.")])
         after = {m.id: m.components.relevance for m in matcher.match(_SCENARIO, kinds=["model"])}
