@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import ColumnElement, and_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from marketplace.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -63,6 +64,19 @@ def _visible_rows(
     return {row.row_id or 0: row for row in rows}
 
 
+# A shown match needs only what `listing_brief` reads: not the description (up to 20,000
+# characters), the attributes (JSON) nor the tags and languages.
+_BRIEF = (
+    load_only(
+        *(
+            getattr(Listing, name)
+            for name in ("id", "kind", "title", "summary", "sector", "country", "region")
+        ),
+        raiseload=True,
+    ),
+)
+
+
 @dataclass
 class _Shown:
     """The matches to show, with their rows and stored sentence vectors by row id."""
@@ -91,6 +105,7 @@ def _first_visible(
     with_sentences = (
         select(Listing, ListingEmbedding.dimension, ListingEmbedding.sentence_vectors)
         .outerjoin(ListingEmbedding, _current_embedding(index))
+        .options(*_BRIEF)
         .where(visible_to(viewer), *extra)  # type: ignore[arg-type]
     )
     for start in range(0, len(found), max(count, 1)):
