@@ -614,12 +614,9 @@ class Matcher:
             )
             for listing_id in sorted(ids)
         ]
-        smoothed = method == "hybrid" and self.settings.facet_weight > 0
-        # Looked up once: the relevance is set twice when the query gets feedback.
-        own_facets = {c.id: self._facets.of(c.id) for c in candidates} if smoothed else {}
-        self._set_relevance(candidates, method, cjk, own_facets)
+        self._set_relevance(candidates, method, cjk)
         if method != "lexical" and self._feed_back(candidates, query_vector):
-            self._set_relevance(candidates, method, cjk, own_facets)
+            self._set_relevance(candidates, method, cjk)
         return candidates
 
     def _feed_back(self, candidates: list[_Candidate], query_vector: Vector) -> bool:
@@ -642,13 +639,7 @@ class Matcher:
             candidate.semantic = semantic
         return True
 
-    def _set_relevance(
-        self,
-        candidates: list[_Candidate],
-        method: Method,
-        cjk: bool,
-        own_facets: Mapping[int, tuple[str, ...]],
-    ) -> None:
+    def _set_relevance(self, candidates: list[_Candidate], method: Method, cjk: bool) -> None:
         settings = self.settings
         fused_weight = settings.cjk_dense_weight if cjk else settings.dense_weight
         if method == "hybrid" and settings.fusion == "rrf":
@@ -658,21 +649,15 @@ class Matcher:
             for candidate in candidates:
                 candidate.relevance = weight * candidate.semantic + (1 - weight) * candidate.lexical
         if method == "hybrid":
-            self._smooth_by_facets(candidates, own_facets)
+            self._smooth_by_facets(candidates)
 
-    def _smooth_by_facets(
-        self, candidates: list[_Candidate], own_facets: Mapping[int, tuple[str, ...]]
-    ) -> None:
-        """Move each score towards the mean of the best `facet_depth` scores of its facet.
-
-        Args:
-            candidates: the candidates, with their fused relevance.
-            own_facets: each candidate's facets, by id.
-        """
+    def _smooth_by_facets(self, candidates: list[_Candidate]) -> None:
+        """Move each score towards the mean of the best `facet_depth` scores of its facet."""
         weight, depth = self.settings.facet_weight, self.settings.facet_depth
         if weight <= 0:
             return
         by_facet: dict[str, list[float]] = defaultdict(list)
+        own_facets = {c.id: self._facets.of(c.id) for c in candidates}
         for candidate in candidates:
             for facet in own_facets[candidate.id]:
                 by_facet[facet].append(candidate.relevance)
@@ -686,10 +671,9 @@ class Matcher:
                 candidate.relevance = (candidate.relevance + weight * pooled) / (1 + weight)
 
     def _forget(self, ids: Iterable[int]) -> None:
-        for listing_id in ids:
-            if self._facts.pop(listing_id):
-                self._kind_codes[listing_id] = -1
-                self._facets.forget([listing_id])
+        held = [listing_id for listing_id in ids if self._facts.pop(listing_id)]
+        self._kind_codes[held] = -1
+        self._facets.forget(held)
 
     def _set_kinds(self, listings: Iterable[ListingFacts]) -> None:
         held = list(listings)
