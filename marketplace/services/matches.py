@@ -66,15 +66,8 @@ def _visible_rows(
 
 # A shown match needs only what `listing_brief` reads: not the description (up to 20,000
 # characters), the attributes (JSON) nor the tags and languages.
-_BRIEF = (
-    load_only(
-        *(
-            getattr(Listing, name)
-            for name in ("id", "kind", "title", "summary", "sector", "country", "region")
-        ),
-        raiseload=True,
-    ),
-)
+_BRIEF_COLUMNS = ("id", "kind", "title", "summary", "sector", "country", "region")
+_BRIEF = load_only(*(getattr(Listing, name) for name in _BRIEF_COLUMNS), raiseload=True)
 
 
 @dataclass
@@ -105,7 +98,7 @@ def _first_visible(
     with_sentences = (
         select(Listing, ListingEmbedding.dimension, ListingEmbedding.sentence_vectors)
         .outerjoin(ListingEmbedding, _current_embedding(index))
-        .options(*_BRIEF)
+        .options(_BRIEF)
         .where(visible_to(viewer), *extra)  # type: ignore[arg-type]
     )
     for start in range(0, len(found), max(count, 1)):
