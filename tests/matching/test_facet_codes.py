@@ -2,6 +2,7 @@
 
 import pickle
 
+import numpy as np
 import pytest
 
 from matching.facet_codes import FacetCodes
@@ -70,3 +71,31 @@ def test_rejects_mismatched_lengths_and_negative_ids() -> None:
         table.put([1, 2], [("ner",)])
     with pytest.raises(ValueError, match="non-negative"):
         table.put([-1], [("ner",)])
+
+
+def test_pairs_give_each_listing_its_facets_as_numbers() -> None:
+    table = _table()
+    ids = [9, 5, 3, 7, 9]  # 5 is not held; 9 asked twice
+    positions, numbers = table.pairs(np.asarray(ids, dtype=np.int64))
+    assert positions.tolist() == [0, 0, 2, 3, 4, 4]
+    ocr, ner = numbers[0], numbers[1]
+    assert ocr != ner
+    assert numbers.tolist() == [ocr, ner, ner, ner, ocr, ner]
+
+
+def test_pairs_number_facets_consistently_across_tuples_and_new_codes() -> None:
+    table = _table()
+    table.pairs(np.asarray([3], dtype=np.int64))
+    table.put([11, 3], [("asr", "ocr"), ()])  # a new tuple after numbering; 3 loses its facets
+    positions, numbers = table.pairs(np.asarray([3, 9, 11, 1_000, -1], dtype=np.int64))
+    assert positions.tolist() == [1, 1, 2, 2]
+    ocr, ner, asr, ocr_again = numbers.tolist()
+    assert ocr == ocr_again
+    assert len({ocr, ner, asr}) == 3
+
+
+def test_pairs_of_no_ids_or_no_facets_are_empty() -> None:
+    table = _table()
+    for ids in ([], [4, 5]):
+        positions, numbers = table.pairs(np.asarray(ids, dtype=np.int64))
+        assert positions.size == numbers.size == 0
