@@ -146,22 +146,32 @@ class _Candidates:
     """
 
     ids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
     semantic: Scores
     lexical: Scores
     cosine: Scores
     relevance: Scores
 
     @classmethod
-    def scored(cls, semantic: Mapping[int, float], lexical: Mapping[int, float]) -> "_Candidates":
-        """The candidates found by either retriever, with both scores (0 where one has none)."""
-        ids = sorted(semantic.keys() | lexical.keys())
-        cosines = np.fromiter((semantic.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
+    def scored(
+        cls,
+        ids: npt.NDArray[np.int64],
+        vectors: npt.NDArray[np.float32],
+        query_vector: Vector,
+        lexical: Mapping[int, float],
+    ) -> "_Candidates":
+        """Candidates with their stored vectors, their cosines with the query and their relative
+        BM25 scores (0 for those sharing no term with it)."""
+        cosines = (vectors @ query_vector).astype(np.float64)
         return cls(
-            ids=np.asarray(ids, dtype=np.int64),
+            ids=ids,
+            vectors=vectors,
             semantic=cosines,
-            lexical=np.fromiter((lexical.get(i, 0.0) for i in ids), np.float64, count=len(ids)),
+            lexical=np.fromiter(
+                (lexical.get(i, 0.0) for i in ids.tolist()), np.float64, count=ids.size
+            ),
             cosine=cosines.copy(),
-            relevance=np.zeros(len(ids), dtype=np.float64),
+            relevance=np.zeros(ids.size, dtype=np.float64),
         )
 
 
@@ -587,9 +597,10 @@ class Matcher:
 
     def _dense(
         self, vector: Vector, k: int, allowed: Collection[int] | None, sides: Collection[Side]
-    ) -> dict[int, float]:
-        scores, ids = self.index.search(vector, max(k, 1), partitions=sides, allowed_ids=allowed)
-        return {int(i): float(s) for s, i in zip(scores, ids, strict=True) if i >= 0}
+    ) -> list[int]:
+        """The ids of the k stored vectors closest to the query, best first."""
+        _, ids = self.index.search(vector, max(k, 1), partitions=sides, allowed_ids=allowed)
+        return [i for i in ids.tolist() if i >= 0]
 
     def _candidates(
         self,
@@ -603,25 +614,21 @@ class Matcher:
     ) -> _Candidates:
         """Retrieve candidates, give each both retrievers' scores, and set their relevance."""
         depth = self.settings.candidates
-        semantic = self._dense(query_vector, depth, allowed, sides) if method != "lexical" else {}
+        dense = self._dense(query_vector, depth, allowed, sides) if method != "lexical" else []
         # Fusion and explanations need both scores of every candidate, not only the retriever's
-        # that found it: the lexical side scores the dense candidates too ...
+        # that found it: the lexical side scores the dense candidates too, and every candidate's
+        # cosine comes from its stored vector (which feedback needs anyway).
         found = self.lexical.search(
             query,
             depth if method != "dense" else 0,
             allowed_ids=allowed,
-            also=semantic.keys(),
+            also=dense,
             with_terms=False,
         )
-        hits = {hit.id: hit for hit in found}
-        ids = set(semantic) | set(hits)
-        # ... and the dense side its own candidates' missing from its top.
-        unscored = ids - semantic.keys()
-        if unscored:
-            semantic.update(self._dense(query_vector, len(unscored), unscored, sides))
-        best = max((hit.score for hit in hits.values()), default=0.0)
+        best = max((hit.score for hit in found), default=0.0)
+        ids = np.unique(np.asarray(dense + [hit.id for hit in found], dtype=np.int64))
         candidates = _Candidates.scored(
-            semantic, {listing_id: hit.score / best for listing_id, hit in hits.items()}
+            ids, self.index.vectors(ids), query_vector, {hit.id: hit.score / best for hit in found}
         )
         self._set_relevance(candidates, method, cjk)
         if method != "lexical" and self._feed_back(candidates, query_vector):
@@ -640,11 +647,10 @@ class Matcher:
         depth, weight = self.settings.feedback_depth, self.settings.feedback_weight
         if depth <= 0 or weight <= 0 or candidates.ids.size <= depth:
             return False
-        vectors = self.index.vectors(candidates.ids)
         best = np.argsort(-candidates.relevance, kind="stable")[:depth]
-        moved = query_vector + weight * vectors[best].mean(axis=0)
+        moved = query_vector + weight * candidates.vectors[best].mean(axis=0)
         moved /= max(float(np.linalg.norm(moved)), 1e-12)
-        candidates.semantic = (vectors @ moved).astype(np.float64)
+        candidates.semantic = (candidates.vectors @ moved).astype(np.float64)
         return True
 
     def _set_relevance(self, candidates: _Candidates, method: Method, cjk: bool) -> None:
