@@ -55,6 +55,8 @@ _MAGIC = b"SCXVIDX1"
 _FORMAT_VERSION = 1
 # Allowed sets up to this size are gathered and scored directly: cheaper than any scan.
 _GATHER_MAX = 1024
+# What a filtered search may return: a mask (from a caller that has one) or the ids themselves.
+_Allowed = IdSet | npt.NDArray[np.int64]
 # HNSW: allowed sets up to this share of the index are searched exactly (a scan that tests one
 # bit per vector and scores only the allowed ones), as the graph walk would visit most nodes.
 _HNSW_EXACT_SHARE = 1 / 32
@@ -95,6 +97,14 @@ class _Selector:
             mask[ids] = True
             return cls.of_bitmap(np.packbits(mask, bitorder="little"))
         return cls(faiss.IDSelectorBatch(ids))
+
+    @classmethod
+    def of_allowed(cls, allowed: _Allowed, size: int) -> "_Selector":
+        """Selects the allowed ids: an IdSet's own mask as the bitmap (no round trip through
+        its ids), else as `of_ids`."""
+        if isinstance(allowed, IdSet):
+            return cls.of_bitmap(np.packbits(allowed.mask, bitorder="little"))
+        return cls.of_ids(allowed, size)
 
 
 class VectorIndex:
@@ -298,7 +308,8 @@ class VectorIndex:
             if allowed_ids is None:
                 scores, ids = self._search_everything(matrix, k)
             else:
-                scores, ids = self._search_allowed(matrix, k, _as_ids(allowed_ids))
+                allowed = allowed_ids if isinstance(allowed_ids, IdSet) else _as_ids(allowed_ids)
+                scores, ids = self._search_allowed(matrix, k, allowed)
         scores[ids < 0] = -np.inf
         if single:
             return scores[0], ids[0]
@@ -473,7 +484,7 @@ class VectorIndex:
             self._alive_bitmap = np.packbits(self._slot_ids >= 0, bitorder="little")
         return _Selector.of_bitmap(self._alive_bitmap)
 
-    def _allowed_slot_selector(self, allowed: npt.NDArray[np.int64]) -> _Selector:
+    def _allowed_slot_selector(self, allowed: _Allowed) -> _Selector:
         """Selects the slots whose id is allowed, by translating slot -> id inside FAISS.
 
         No Python loop over the allowed ids: FAISS looks each visited slot's id up in our slot
@@ -482,7 +493,7 @@ class VectorIndex:
         if self._slot_id_vector is None:
             self._slot_id_vector = faiss.Int64Vector()
             faiss.copy_array_to_vector(self._slot_ids, self._slot_id_vector)
-        inner = _Selector.of_ids(allowed, len(self))
+        inner = _Selector.of_allowed(allowed, len(self))
         translated = faiss.IDSelectorTranslated(self._slot_id_vector, inner.selector)
         return _Selector(translated, (inner, self._slot_id_vector))
 
@@ -543,10 +554,10 @@ class VectorIndex:
         return self._finish_short_rows(queries, k, result, len(self), selector)
 
     def _search_allowed(
-        self, queries: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64]
+        self, queries: npt.NDArray[np.float32], k: int, allowed: _Allowed
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        if allowed.size <= _GATHER_MAX:
-            ids, vectors = self._gather(allowed)
+        if len(allowed) <= _GATHER_MAX:
+            ids, vectors = self._gather(allowed.ids() if isinstance(allowed, IdSet) else allowed)
             if ids.size == 0:
                 return (
                     np.full((queries.shape[0], k), -np.inf, dtype=np.float32),
@@ -555,11 +566,11 @@ class VectorIndex:
             scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
             return scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
         if self.kind == "flat":
-            selector = _Selector.of_ids(allowed, len(self))
+            selector = _Selector.of_allowed(allowed, len(self))
             params = faiss.SearchParameters(sel=selector.selector)  # type: ignore[call-arg]
             scores, found = self._flat.search(queries, k, params=params)
             return scores, found
-        eligible = min(allowed.size, len(self))  # an upper bound: allowed may repeat or miss
+        eligible = min(len(allowed), len(self))  # an upper bound: allowed may repeat or miss
         selector = self._allowed_slot_selector(allowed)
         if eligible <= _HNSW_EXACT_SHARE * len(self):
             return self._hnsw_exact(queries, k, selector)
