@@ -256,15 +256,15 @@ class LexicalIndex:
         query_terms = self.query(query).terms
         scores = self._scores(query_terms)
         eligible = self._alive[: scores.size] & (scores > 0)
-        extra = [
-            slot for i in also if (slot := self._slot_of.get(int(i))) is not None and eligible[slot]
-        ]
+        extra = self._slot_of.slots_of(also)
+        extra = extra[extra >= 0]
+        extra = extra[eligible[extra]]
         if allowed_ids is not None:
             eligible &= IdSet.of(allowed_ids).members(self._id_array()[: eligible.size])
         candidates = self._top(np.flatnonzero(eligible), scores, k)
         order = sorted(candidates.tolist(), key=lambda s: (-scores[s], self._ids[s]))
         chosen = set(order)
-        order += sorted({slot for slot in extra if slot not in chosen})
+        order += sorted(set(extra.tolist()) - chosen)
         return [
             LexicalHit(
                 self._ids[slot],
