@@ -47,11 +47,16 @@ class ListingFilters:
 def visible_to(viewer: Member | None) -> ColumnElement[bool]:
     """Anonymous: published public. Members: their own organization's, plus published
     public or registered listings of others."""
+    return visible_to_organization(viewer.organization_id if viewer else None)
+
+
+def visible_to_organization(organization_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """What members of an organization may see (None: anonymous callers), as `visible_to`."""
     published = col(Listing.status) == ListingStatus.PUBLISHED
-    if viewer is None:
+    if organization_id is None:
         return and_(published, col(Listing.visibility) == Visibility.PUBLIC)
     return or_(
-        col(Listing.organization_id) == viewer.organization_id,
+        col(Listing.organization_id) == organization_id,
         and_(published, col(Listing.visibility).in_([Visibility.PUBLIC, Visibility.REGISTERED])),
     )
 
