@@ -12,6 +12,7 @@ description), and knows where each sits in it: the pass that embeds the text als
 sentence a vector (late chunking), which explains a match without embedding anything at query time.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -105,11 +106,7 @@ def semantic_document(listing: ListingFacts) -> SemanticDocument:
         in that order; the title alone (and no sentences) when all of those are empty.
     """
     lead = _join([*fact_phrases(listing), *listing.tags])
-    sentences = [
-        sentence
-        for part in (listing.summary, *_scenario_texts(listing), listing.description)
-        for sentence in split_sentences(part)
-    ]
+    sentences = list(document_sentences(listing))
     pieces, spans, cursor = [lead] if lead else [], [], len(lead)
     for sentence in sentences:
         start = cursor + (1 if pieces else 0)
@@ -119,6 +116,20 @@ def semantic_document(listing: ListingFacts) -> SemanticDocument:
         cursor = start + len(piece)
     text = " ".join(pieces) or listing.title.strip()
     return SemanticDocument(text, tuple(sentences), tuple(spans))
+
+
+def document_sentences(listing: ListingFacts) -> Iterator[str]:
+    """The sentences of a listing's semantic document, in order, split part by part as they are
+    read (evidence usually needs only the first few: the description's are split last).
+
+    Args:
+        listing: the listing.
+
+    Returns:
+        The sentences of the summary, the scenario statements and the description.
+    """
+    for part in (listing.summary, *_scenario_texts(listing), listing.description):
+        yield from split_sentences(part)
 
 
 def semantic_text(listing: ListingFacts) -> str:

@@ -5,13 +5,14 @@ vector ranks it, its sentence vectors say which of its sentences is closest to a
 is explained without embedding anything at query time. Store both with the listing.
 """
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from matching.documents import SemanticDocument, semantic_document
+from matching.documents import SemanticDocument, document_sentences, semantic_document
 from matching.embedding import Embedder, encode_spans
 from matching.facts import ListingFacts
 
@@ -76,9 +77,12 @@ def evidence(listing: ListingFacts, sentence_vectors: Vectors, query: Vectors) -
         The sentence, cut to `EVIDENCE_CHARS`; the first sentence when none has a vector, and
         the title when the listing has no sentences.
     """
-    sentences = semantic_document(listing).sentences
-    if not sentences:
-        return listing.title
-    usable = min(len(sentences), len(sentence_vectors))
-    best = int(np.argmax(sentence_vectors[:usable] @ query)) if usable else 0
-    return sentences[best][:EVIDENCE_CHARS]
+    best = int(np.argmax(sentence_vectors @ query)) if len(sentence_vectors) else 0
+    # Sentences are split only up to the one wanted, nearly always before the description's.
+    chosen = next(itertools.islice(document_sentences(listing), best, None), None)
+    if chosen is None and best > 0:
+        # Fewer sentences than vectors (vectors of an earlier text): the best of those left.
+        sentences = list(document_sentences(listing))
+        usable = sentence_vectors[: len(sentences)]
+        chosen = sentences[int(np.argmax(usable @ query))] if sentences else None
+    return listing.title if chosen is None else chosen[:EVIDENCE_CHARS]

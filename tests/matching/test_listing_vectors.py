@@ -70,6 +70,13 @@ class TestEvidence:
         query = np.array([0, 0.6, 0.8, 0], dtype=np.float32)
         assert evidence(_MODEL, vectors, query) == "Trained on loop detector counts."
 
+    def test_vectors_of_an_earlier_longer_text_pick_among_the_sentences_left(self) -> None:
+        vectors = np.eye(6, dtype=np.float32)  # six vectors, but the text has four sentences
+        nearest_gone = np.array([0, 0.3, 0, 0, 0, 0.9], dtype=np.float32)
+        assert evidence(_MODEL, vectors, nearest_gone) == "Trained on loop detector counts."
+        bare = ListingFacts(id=3, kind="dataset", title="Road counts", description="")
+        assert evidence(bare, vectors, nearest_gone) == "Road counts"
+
     def test_first_sentence_without_vectors_and_title_without_sentences(self) -> None:
         query = np.ones(4, dtype=np.float32)
         assert evidence(_MODEL, np.zeros((0, 4), np.float32), query) == "Forecasts road traffic"
