@@ -41,8 +41,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     `embedder` lets a process that already loaded the model (tests, benchmarks) share it;
     without it the model loads in a background thread once the index is open, and the app
-    serves from then on: matches at once, searches once a query encoder is in (the model's
-    ONNX export at once, else the model), writes when the model is.
+    serves from then on: matches at once, searches and writes once an encoder is in (the model's
+    ONNX export at once, else the model).
     """
     settings = settings or Settings()
 
@@ -106,10 +106,11 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     def health(request: Request) -> dict[str, str]:
         """Liveness: the process answers, its database is migrated and its index is open.
 
-        `model` is "loading" in the first seconds after a start, while writes (which embed
-        listings) wait for it, and "ready" afterwards; `search` says the same of free-text
-        queries, which an ONNX export of the model serves from the start. A model that failed
-        to load answers 503 `model_unavailable`.
+        `model` is "loading" while writes (which embed listings) would wait for the model, and
+        "ready" once they do not; `search` says the same of free-text queries. An ONNX export
+        of the model serves both from the start (writes until the model is in, where it is the
+        faster of the two); without one, both wait for the model in the first seconds after a
+        start. A model that failed to load answers 503 `model_unavailable`.
         """
         model = request.app.state.embedder
         if not isinstance(model, BackgroundLoadedEmbedder):
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             model.wait()  # raises EmbedderUnavailable, a 503
         return {
             "status": "ok",
-            "model": "ready" if model.ready else "loading",
+            "model": "ready" if model.writes_ready else "loading",
             "search": "ready" if model.queries_ready else "loading",
         }
 

@@ -1,9 +1,11 @@
 """The embedders: the real default model (loaded once per session) and the hashing test double."""
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from matching.embedding import (
@@ -114,6 +116,17 @@ class TestHashingEmbedder:
         np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
 
 
+class _FirstAxis(HashingEmbedder):
+    """A model of the same name as HashingEmbedder's, telling its vectors apart: all (1, 0, ...)."""
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
+    ) -> npt.NDArray[np.float32]:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        vectors[:, 0] = 1
+        return vectors
+
+
 class TestBackgroundLoadedEmbedder:
     texts = ("red apples. green pears.", "blue sky.")
 
@@ -156,11 +169,44 @@ class TestBackgroundLoadedEmbedder:
         )
         assert loading.dimension == hashing_embedder.dimension
         with pytest.raises(EmbedderUnavailable, match="still loading"):
-            loading.wait(timeout=0.01)  # what a bulk encode would wait for
+            loading.wait(timeout=0.01)
         released.set()
         assert loading.encode(self.texts, bulk=True).shape == (2, hashing_embedder.dimension)
         with pytest.raises(ValueError, match="a query encoder of 'test-hashing-8'"):
             loading.use_for_queries(HashingEmbedder(8))
+
+    def test_writes_go_to_the_query_encoder_until_the_model_is_in(self) -> None:
+        released = threading.Event()
+        model, queries = _FirstAxis(16), HashingEmbedder(16)
+
+        def load() -> Embedder:
+            released.wait(30)
+            return model
+
+        loading = BackgroundLoadedEmbedder(load, model_name=model.model_name, queries=queries)
+        assert loading.writes_ready and not loading.ready
+        np.testing.assert_array_equal(
+            loading.encode(self.texts, bulk=True), queries.encode(self.texts)
+        )
+        _, spans = encode_spans(loading, self.texts, [[(0, 11)], [(0, 9)]], bulk=True)
+        assert spans[0].shape == (1, 16)
+        released.set()
+        loading.wait()
+        np.testing.assert_array_equal(
+            loading.encode(self.texts, bulk=True), model.encode(self.texts)
+        )
+
+    def test_once_the_model_failed_writes_fail_and_queries_go_on(self) -> None:
+        def load() -> Embedder:
+            raise OSError("no model at /nowhere")
+
+        loading = BackgroundLoadedEmbedder(load, model_name="/nowhere", queries=HashingEmbedder(8))
+        with pytest.raises(EmbedderUnavailable, match="no model at /nowhere"):
+            loading.wait()
+        with pytest.raises(EmbedderUnavailable, match="no model at /nowhere"):
+            loading.encode(self.texts, bulk=True)
+        assert loading.encode(self.texts).shape == (2, 8)
+        assert loading.failed and not loading.writes_ready and loading.queries_ready
 
     def test_the_first_use_starts_a_load_nobody_started(self, hashing_embedder: Embedder) -> None:
         loading = BackgroundLoadedEmbedder(

@@ -85,6 +85,7 @@ service.bf16_supported = lambda: False
 loading = service.service_embedder(Settings(data_dir={str(settings.data_dir)!r}))
 vectors, sentences = loading.encode_spans(["Traffic counts. Hourly."], [[(0, 15), (16, 23)]])
 assert vectors.shape == (1, 384) and sentences[0].shape == (2, 384)
+loading.wait(timeout=60)  # the writes' encoder, once in, is the export too
 assert "torch" not in sys.modules, "torch was imported"
 """
         subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
