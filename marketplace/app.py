@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import astuple
@@ -28,6 +29,7 @@ from marketplace.search_index import SearchIndex
 from marketplace.settings import Settings
 from marketplace.worker import BackgroundWorker
 from matching.embedding import BackgroundLoadedEmbedder, Embedder
+from matching.text import load_chinese_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             if isinstance(model, BackgroundLoadedEmbedder):
                 # Only now: importing torch beside the index's opening slows both (the GIL).
                 model.start()
+            # Not in the first Chinese query or listing after the start.
+            threading.Thread(target=load_chinese_segmenter, name="jieba-load", daemon=True).start()
             index.start()
             app.state.search_index = index
             worker = BackgroundWorker(engine, settings, index)
