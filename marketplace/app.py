@@ -110,21 +110,23 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     def health(request: Request) -> dict[str, str]:
         """Liveness: the process answers, its database is migrated and its index is open.
 
-        `model` is "loading" while writes (which embed listings) would wait for the model, and
-        "ready" once they do not; `search` says the same of free-text queries. An ONNX export
-        of the model serves both from the start (writes until the model is in, where it is the
-        faster of the two); without one, both wait for the model in the first seconds after a
-        start. A model that failed to load answers 503 `model_unavailable`.
+        `model` is "loading" in the first seconds after a start and "ready" once the model is
+        in; `search` and `writes` say whether free-text queries and writes (which embed
+        listings) are served without waiting for it. An ONNX export of the model serves both
+        from the start (writes until the model is in, where it is the faster of the two);
+        without one, both wait for the model. A model that failed to load answers 503
+        `model_unavailable`.
         """
         model = request.app.state.embedder
         if not isinstance(model, BackgroundLoadedEmbedder):
-            return {"status": "ok", "model": "ready", "search": "ready"}
+            return {"status": "ok", "model": "ready", "search": "ready", "writes": "ready"}
         if model.failed:
             model.wait()  # raises EmbedderUnavailable, a 503
         return {
             "status": "ok",
-            "model": "ready" if model.writes_ready else "loading",
+            "model": "ready" if model.ready else "loading",
             "search": "ready" if model.queries_ready else "loading",
+            "writes": "ready" if model.writes_ready else "loading",
         }
 
     app.include_router(api)
