@@ -16,8 +16,9 @@ from marketplace.deps import (
     SessionDep,
     etag,
 )
-from marketplace.mappers import saved_search_read
+from marketplace.mappers import event_read, saved_search_read
 from marketplace.services import saved_searches
+from schemas.events import EventRead
 from schemas.pagination import Page
 from schemas.saved_searches import SavedSearchCreate, SavedSearchRead, SavedSearchUpdate
 
@@ -53,6 +54,24 @@ def list_saved_searches(
     """Your organization's saved searches, oldest first."""
     rows, next_cursor = saved_searches.list_for(session, actor=member, limit=limit, cursor=cursor)
     return Page(items=[saved_search_read(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{saved_search_id}/alerts", response_model=Page[EventRead], responses=problems(401, 404)
+)
+def list_saved_search_alerts(
+    saved_search_id: uuid.UUID,
+    member: CurrentMember,
+    session: SessionDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[EventRead]:
+    """The `match.new` events this search raised, oldest first (the same as its webhooks carry,
+    hash-chained)."""
+    rows, next_cursor = saved_searches.alerts(
+        session, actor=member, saved_search_id=saved_search_id, limit=limit, cursor=cursor
+    )
+    return Page(items=[event_read(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/{saved_search_id}", response_model=SavedSearchRead, responses=problems(401, 404))

@@ -15,11 +15,12 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, func, select
 
 from marketplace.errors import Conflict, InvalidInput, NotFound
-from marketplace.models import Listing, Member, SavedSearch, utc_now
-from marketplace.services import embeddings, versions
+from marketplace.models import Event, Listing, Member, SavedSearch, utc_now
+from marketplace.services import embeddings, events, versions
 from marketplace.services.pagination import decode_cursor, next_cursor
 from matching.embedding import Embedder
 from schemas.errors import FieldError
+from schemas.events import SubjectType
 from schemas.listings import KINDS_BY_SIDE, ListingKind, Side, side_of
 from schemas.saved_searches import SavedSearchCreate, SavedSearchUpdate
 
@@ -107,6 +108,21 @@ def get(session: Session, *, actor: Member, saved_search_id: uuid.UUID) -> Saved
     if search is None:
         raise NotFound("No such saved search.")
     return search
+
+
+def alerts(
+    session: Session, *, actor: Member, saved_search_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[Event], str | None]:
+    """The `match.new` events a saved search raised, oldest first: its alerts, for members who
+    take no webhooks (and for those catching up on missed deliveries)."""
+    search = get(session, actor=actor, saved_search_id=saved_search_id)
+    return events.chain_of(
+        session,
+        subject_type=SubjectType.SAVED_SEARCH,
+        subject_id=search.id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def list_for(

@@ -225,6 +225,35 @@ class TestMatchAlerts:
                 session, subject_type=SubjectType.SAVED_SEARCH, subject_id=uuid.UUID(search["id"])
             ) == (1, None)
 
+    def test_a_search_s_alerts_are_listed_to_its_organization_only(
+        self, client: TestClient, searcher: Actor, publisher: Actor
+    ) -> None:
+        search = save(client, searcher)
+        url = f"{URL}/{search['id']}/alerts"
+        empty = client.get(url, headers=searcher.headers).json()
+        assert empty == {"items": [], "next_cursor": None}
+
+        published = []
+        for title in ("Steel defect inspection image set", "Cold-rolled steel defect photos"):
+            published.append(
+                create_listing(client, publisher, "dataset", **{**STEEL_DATASET, "title": title})
+            )
+            assert raise_alerts(client) == 1
+
+        page = client.get(url, params={"limit": 1}, headers=searcher.headers).json()
+        (first,) = page["items"]
+        assert (first["type"], first["sequence"]) == ("match.new", 1)
+        assert first["subject_id"] == search["id"]
+        assert first["data"]["listing_id"] == published[0]["id"]
+        assert first["data"]["score"] >= search["min_score"]
+        rest = client.get(
+            url, params={"cursor": page["next_cursor"]}, headers=searcher.headers
+        ).json()
+        assert [a["data"]["listing_id"] for a in rest["items"]] == [published[1]["id"]]
+        assert rest["items"][0]["prev_hash"] == first["hash"] and rest["next_cursor"] is None
+        assert_problem(client.get(url, headers=publisher.headers), 404, "not_found")
+        assert_problem(client.get(url), 401, "unauthenticated")
+
     def test_a_listing_below_the_threshold_raises_nothing(
         self, client: TestClient, engine: Engine, searcher: Actor, publisher: Actor
     ) -> None:
