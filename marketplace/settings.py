@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # 50,000 listings on (benchmarks/index_search.py).
     index_kind: Literal["flat", "hnsw"] = "flat"
     agreement_respond_by_days: int = Field(default=14, ge=1, le=365)
+    # An Idempotency-Key replays its first response this long; the worker then forgets it.
+    idempotency_key_hours: int = Field(default=24, ge=1, le=24 * 365)
     # The background worker (deadline sweep, webhook dispatcher) runs this often; 0 turns it off.
     worker_interval_seconds: float = Field(default=2.0, ge=0)
     webhook_allow_private_addresses: bool = False

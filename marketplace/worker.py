@@ -1,6 +1,7 @@
 """The background worker each app process runs: the agreement deadline sweep, the `match.new`
-alerts of newly published listings and the webhook dispatcher, every `worker_interval_seconds`,
-in one thread started and stopped by the lifespan.
+alerts of newly published listings, the webhook dispatcher and the clean-up of expired
+idempotency keys, every `worker_interval_seconds`, in one thread started and stopped by the
+lifespan.
 
 Several processes may run it over one PostgreSQL: agreements are row-locked while they move, alert
 jobs are taken with SKIP LOCKED and deleted with their alerts, and deliveries are claimed with SKIP
@@ -9,12 +10,13 @@ LOCKED under a lease, so nothing is moved, alerted or sent twice.
 
 import logging
 import threading
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from marketplace import db
 from marketplace.search_index import SearchIndex
-from marketplace.services import agreements, match_alerts, webhook_dispatch
+from marketplace.services import agreements, idempotency, match_alerts, webhook_dispatch
 from marketplace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class BackgroundWorker:
         self._index = index
         self._interval = settings.worker_interval_seconds
         self._policy = webhook_dispatch.DispatchPolicy.from_settings(settings)
+        self._keys_kept_for = timedelta(hours=settings.idempotency_key_hours)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scx-worker", daemon=True)
 
@@ -42,7 +45,7 @@ class BackgroundWorker:
 
     def run_once(self) -> None:
         """One round: move every agreement whose time has come, raise the alerts of new
-        listings, then send what is due."""
+        listings, send what is due, then forget expired idempotency keys."""
         with db.session_scope(self._engine) as session:
             agreements.advance_due(session)
         with db.session_scope(self._engine) as session:
@@ -55,6 +58,9 @@ class BackgroundWorker:
                     < _BATCH
                 ):
                     break
+        with db.session_scope(self._engine) as session:
+            idempotency.forget_expired(session, kept_for=self._keys_kept_for)
+            session.commit()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -59,7 +59,13 @@ def propose_agreement(
     idempotency_key: IdempotencyKey = None,
 ) -> AgreementRead:
     """Propose an agreement to other organizations; a repeated Idempotency-Key replays."""
-    replayed = idempotency.replay(session, member=member, key=idempotency_key, request=body)
+    replayed = idempotency.replay(
+        session,
+        member=member,
+        key=idempotency_key,
+        request=body,
+        kept_for=timedelta(hours=settings.idempotency_key_hours),
+    )
     if replayed is not None:
         agreement = AgreementRead.model_validate(replayed)
         response.headers["Idempotent-Replayed"] = "true"

@@ -1,17 +1,21 @@
 """Idempotency keys: a creating POST sent again with the same key gets the first response back.
 
 Keys are per member. The first response is stored in the same transaction as what it created,
-so a key is either unused or bound to a committed result, never half of each.
+so a key is either unused or bound to a committed result, never half of each. A key is kept for
+a while (24 hours by default, as payment APIs do): older, it is free to be used again, and the
+background worker deletes it.
 """
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlmodel import Session
+from sqlalchemy import CursorResult, delete
+from sqlmodel import Session, col
 
 from marketplace.canonical import sha256_hex
 from marketplace.errors import InvalidInput
-from marketplace.models import IdempotencyKey, Member
+from marketplace.models import IdempotencyKey, Member, utc_now
 
 
 def fingerprint(request: BaseModel) -> str:
@@ -19,13 +23,21 @@ def fingerprint(request: BaseModel) -> str:
 
 
 def replay(
-    session: Session, *, member: Member, key: str | None, request: BaseModel
+    session: Session, *, member: Member, key: str | None, request: BaseModel, kept_for: timedelta
 ) -> dict[str, Any] | None:
-    """The stored first response for this key, or None; the same key with another body is a 422."""
+    """The stored first response for this key, or None; the same key with another body is a 422.
+
+    A key stored longer than `kept_for` ago is forgotten here (the caller commits), so that the
+    request runs again and binds it anew.
+    """
     if key is None:
         return None
     stored = session.get(IdempotencyKey, (member.id, key))
     if stored is None:
+        return None
+    if stored.created_at <= utc_now() - kept_for:
+        session.delete(stored)
+        session.flush()
         return None
     if stored.fingerprint != fingerprint(request):
         raise InvalidInput(
@@ -47,3 +59,10 @@ def remember(
             response=response.model_dump(mode="json"),
         )
     )
+
+
+def forget_expired(session: Session, *, kept_for: timedelta) -> int:
+    """Delete the keys stored longer than `kept_for` ago; returns how many (the caller commits)."""
+    expired = col(IdempotencyKey.created_at) <= utc_now() - kept_for
+    result = cast(CursorResult[Any], session.execute(delete(IdempotencyKey).where(expired)))
+    return result.rowcount

@@ -18,10 +18,11 @@ from sqlalchemy import Engine, delete, func, update
 from sqlmodel import Session, select
 
 from marketplace.app import create_app
-from marketplace.models import Agreement, AgreementTerms, Event
+from marketplace.models import Agreement, AgreementTerms, Event, IdempotencyKey
 from marketplace.services import agreements as agreement_service
 from marketplace.services.events import event_hash
 from marketplace.settings import Settings
+from marketplace.worker import BackgroundWorker
 from tests.factories import (
     Actor,
     Party,
@@ -308,6 +309,46 @@ class TestPropose:
         replay = client.post(URL, json=body, headers=headers)
 
         assert replay.json() == first
+
+    def test_an_expired_idempotency_key_runs_the_request_again(
+        self, client: TestClient, engine: Engine, university: Party, company: Party
+    ) -> None:
+        body = agreement_body(university, company)
+        headers = {**university.actor.headers, "Idempotency-Key": "proposal-45"}
+        first = client.post(URL, json=body, headers=headers).json()
+        _age_idempotency_keys(engine, hours=25)
+
+        again = client.post(URL, json=body, headers=headers)
+        replay = client.post(URL, json=body, headers=headers)
+
+        assert again.status_code == 201 and "idempotent-replayed" not in again.headers
+        assert again.json()["id"] != first["id"]
+        assert replay.json() == again.json() and replay.headers["idempotent-replayed"] == "true"
+        assert count(engine, Agreement) == 2
+
+    def test_the_worker_forgets_expired_idempotency_keys_only(
+        self,
+        client: TestClient,
+        engine: Engine,
+        settings: Settings,
+        university: Party,
+        company: Party,
+    ) -> None:
+        for key in ("old-1", "old-2"):
+            headers = {**university.actor.headers, "Idempotency-Key": key}
+            client.post(URL, json=agreement_body(university, company, title=key), headers=headers)
+        _age_idempotency_keys(engine, hours=24)
+        headers = {**university.actor.headers, "Idempotency-Key": "fresh"}
+        fresh = client.post(URL, json=agreement_body(university, company), headers=headers)
+
+        BackgroundWorker(engine, settings, client.app.state.search_index).run_once()  # type: ignore[attr-defined]
+
+        with Session(engine) as session:
+            assert session.exec(select(IdempotencyKey.key)).all() == ["fresh"]
+        assert (
+            client.post(URL, json=agreement_body(university, company), headers=headers).json()
+            == fresh.json()
+        )
 
     def test_an_idempotency_key_reused_for_another_body_is_refused(
         self, client: TestClient, university: Party, company: Party
@@ -1187,3 +1228,12 @@ class TestConcurrentParties:
         assert all(r.status_code in {201, 409} for r in responses)
         assert len({r.json()["id"] for r in created}) == 1
         assert count(engine, Agreement) == 1
+
+
+def _age_idempotency_keys(engine: Engine, *, hours: float) -> None:
+    """Move every stored Idempotency-Key `hours` into the past."""
+    with Session(engine) as session:
+        session.execute(
+            update(IdempotencyKey).values(created_at=datetime.now(UTC) - timedelta(hours=hours))
+        )
+        session.commit()
