@@ -121,7 +121,7 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
-        description="Any unique printable string; a retry with the same key gets the first "
-        "response instead of creating again.",
+        description="Any unique printable string; a retry with the same key within 24 hours "
+        "(the server's setting) gets the first response instead of creating again.",
     ),
 ]
