@@ -238,6 +238,14 @@ def party(
     actor = sign_up(client, kind=kind)
     if admin is not None:
         verify_organization(client, admin, actor)
+    if listing_kind == "compute" and "attributes" not in listing:
+        # Available from a month ago for five years: rental windows relative to today fit.
+        today = date.today()
+        listing["attributes"] = {
+            **ATTRIBUTES["compute"],
+            "available_from": str(today - timedelta(days=30)),
+            "available_until": str(today + timedelta(days=5 * 365)),
+        }
     return Party(actor, create_listing(client, actor, listing_kind, **listing)["id"])
 
 

@@ -1,6 +1,7 @@
 """Terms of an agreement: the rules a version must meet, its hash and the diff of two versions."""
 
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +79,29 @@ def _compute_errors(
                 message=f"exceeds the {available} GPU-hours the listing offers",
             )
         )
+    # The rental must fall within the listing's availability, where it states one.
+    available_from = _day(listing.attributes.get("available_from"))
+    available_until = _day(listing.attributes.get("available_until"))
+    if available_from is not None and compute.window_start < available_from:
+        errors.append(
+            FieldError(
+                field=f"{prefix}.window_start",
+                message=f"before the listing is available (from {available_from})",
+            )
+        )
+    if available_until is not None and compute.window_end > available_until:
+        errors.append(
+            FieldError(
+                field=f"{prefix}.window_end",
+                message=f"after the listing stops being available (until {available_until})",
+            )
+        )
     return errors
+
+
+def _day(stored: str | None) -> date | None:
+    """A date as listing attributes store it (ISO 8601), or None."""
+    return date.fromisoformat(stored) if stored else None
 
 
 def terms_hash(stored: dict[str, Any]) -> str:

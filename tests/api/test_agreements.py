@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -371,6 +371,18 @@ class TestPropose:
             ("price.currency", "XYZ", "validation_failed", "body.terms.price.currency"),
             ("compute.gpu_hours", "20000.01", "invalid_terms", "body.terms.compute.gpu_hours"),
             ("compute.window_end", "2000-01-01", "invalid_terms", "body.terms.compute.window_end"),
+            (
+                "compute.window_start",
+                str(date.today() - timedelta(days=60)),
+                "invalid_terms",
+                "body.terms.compute.window_start",
+            ),
+            (
+                "compute.window_end",
+                str(date.today() + timedelta(days=6 * 365)),
+                "invalid_terms",
+                "body.terms.compute.window_end",
+            ),
             ("compute", None, "invalid_terms", "body.terms.compute"),
         ],
         ids=[
@@ -380,6 +392,8 @@ class TestPropose:
             "unknown-currency",
             "gpu-hours-beyond-the-listing",
             "compute-window-reversed",
+            "compute-rented-before-it-is-available",
+            "compute-rented-after-it-is-available",
             "compute-rental-without-compute",
         ],
     )
