@@ -23,6 +23,7 @@ from pydantic import (
 
 from schemas.codes import CountryCode, CurrencyCode, LanguageCode, LicenceId
 from schemas.organizations import OrganizationKind
+from schemas.partial import omittable
 from schemas.text import LongText, Markdown, ShortText, Title, no_nul
 
 
@@ -304,17 +305,17 @@ ATTRIBUTES_BY_KIND: dict[ListingKind, type[BaseModel]] = {
 class ListingUpdate(_Strict):
     """A partial update: fields left out stay; `attributes` replaces the kind's as a whole."""
 
-    title: Title | None = None
-    summary: Summary | None = None
-    description: Markdown | None = None
-    tags: Annotated[list[Tag], Field(max_length=30)] | None = None
-    sector: Sector | None = None
-    country: CountryCode | None = None
-    region: Region | None = None
-    languages: Annotated[list[LanguageCode], Field(max_length=20)] | None = None
-    status: ListingStatus | None = None
-    visibility: Visibility | None = None
-    attributes: dict[str, object] | None = None
+    title: Title | None = omittable()
+    summary: Summary | None = omittable()
+    description: Markdown | None = omittable()
+    tags: Annotated[list[Tag], Field(max_length=30)] | None = omittable()
+    sector: Sector | None = omittable()
+    country: CountryCode | None = omittable()
+    region: Region | None = omittable()
+    languages: Annotated[list[LanguageCode], Field(max_length=20)] | None = omittable()
+    status: ListingStatus | None = omittable()
+    visibility: Visibility | None = omittable()
+    attributes: dict[str, object] | None = omittable()
 
     @field_validator("*", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from schemas.codes import CountryCode
 from schemas.listings import ListingKind, Sector, Side
 from schemas.matches import QueryText
 from schemas.organizations import OrganizationKind
+from schemas.partial import omittable
 from schemas.text import ShortText
 
 MinScore = Annotated[
@@ -53,7 +54,7 @@ class SavedSearchCreate(_Strict):
 class SavedSearchUpdate(_Strict):
     """Fields to change; a filter, `text` or `listing_id` sent as null is cleared."""
 
-    name: ShortText | None = None
+    name: ShortText | None = omittable()
     text: QueryText | None = Field(default=None, description=_TEXT)
     listing_id: UUID | None = Field(default=None, description=_LISTING)
     kinds: Kinds | None = None
@@ -61,8 +62,8 @@ class SavedSearchUpdate(_Strict):
     sector: Sector | None = None
     country: CountryCode | None = None
     organization_kind: OrganizationKind | None = None
-    min_score: MinScore | None = None
-    enabled: bool | None = None
+    min_score: MinScore | None = omittable()
+    enabled: bool | None = omittable()
 
     @field_validator("name", "min_score", "enabled")
     @classmethod

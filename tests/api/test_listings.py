@@ -720,6 +720,20 @@ class TestUpdateListing:
         assert_problem(response, 422, "validation_failed", field=f"body.{field}")
         assert stored(client, owner, listing["id"]) == listing
 
+    def test_the_api_document_admits_no_null_where_null_is_refused(
+        self, client: TestClient
+    ) -> None:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        update = schemas["ListingUpdate"]["properties"]
+        assert update["title"] == {
+            "type": "string", "minLength": 3, "maxLength": 200, "title": "Title"
+        }  # fmt: skip
+        for field in ("summary", "tags", "status", "attributes"):
+            assert "null" not in str(update[field]) and "default" not in update[field], field
+        search = schemas["SavedSearchUpdate"]["properties"]
+        assert "null" not in str(search["name"]) and "null" not in str(search["enabled"])
+        assert {"type": "null"} in search["sector"]["anyOf"]  # null clears a filter
+
     def test_a_scenario_may_link_only_visible_datasets(self, client: TestClient) -> None:
         owner, other = sign_up(client), sign_up(client)
         scenario = create_listing(client, owner, "scenario")
