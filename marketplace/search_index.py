@@ -109,14 +109,16 @@ class SearchIndex:
         return self.path.with_name(self.path.stem + ".snapshot")
 
     def open(self) -> OpenReport:
-        """Load the snapshot and apply the changes since, or build from the database."""
+        """Load the snapshot and apply the changes since, or build from the database and save."""
         started = utc_now()
         if self._restore():
             self.sync()
             seconds = (utc_now() - started).total_seconds()
             return OpenReport(len(self), 0, seconds, from_snapshot=True)
         self._clear()
-        return self._build(started)
+        report = self._build(started)
+        self.save()  # at once: a crash must not cost another build (~20 minutes at 1M listings)
+        return report
 
     def reload(self) -> OpenReport:
         """Forget everything and build again from the database, ignoring any snapshot."""

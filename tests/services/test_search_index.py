@@ -118,6 +118,17 @@ class TestSnapshot:
         entry = second.listing(listing.row_id or 0)
         assert entry is not None and entry.id == listing.id
 
+    def test_a_build_is_saved_at_once_so_a_crash_does_not_cost_another(
+        self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "index" / "listings.faiss"
+        built = opened(engine, embedder, path)  # never closed: the process dies here
+
+        after_crash = SearchIndex(engine, embedder, path=path).open()
+
+        assert after_crash.from_snapshot and after_crash.listings == len(catalogue)
+        assert built.snapshot_path.exists()
+
     def test_a_restart_serves_matches_while_the_model_loads(
         self, engine: Engine, embedder: Embedder, catalogue: list[Listing], tmp_path: Path
     ) -> None:
