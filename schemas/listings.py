@@ -17,13 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from schemas.codes import CountryCode, CurrencyCode, LanguageCode, LicenceId
 from schemas.organizations import OrganizationKind
-from schemas.partial import omittable
+from schemas.partial import Omittable
 from schemas.text import LongText, Markdown, ShortText, Title, no_nul
 
 
@@ -305,25 +304,17 @@ ATTRIBUTES_BY_KIND: dict[ListingKind, type[BaseModel]] = {
 class ListingUpdate(_Strict):
     """A partial update: fields left out stay; `attributes` replaces the kind's as a whole."""
 
-    title: Title | None = omittable()
-    summary: Summary | None = omittable()
-    description: Markdown | None = omittable()
-    tags: Annotated[list[Tag], Field(max_length=30)] | None = omittable()
-    sector: Sector | None = omittable()
-    country: CountryCode | None = omittable()
-    region: Region | None = omittable()
-    languages: Annotated[list[LanguageCode], Field(max_length=20)] | None = omittable()
-    status: ListingStatus | None = omittable()
-    visibility: Visibility | None = omittable()
-    attributes: dict[str, object] | None = omittable()
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        # Every listing field has a value: one may leave a field out, but not clear it.
-        if value is None:
-            raise ValueError("may be left out, but not set to null")
-        return value
+    title: Omittable[Title] = None
+    summary: Omittable[Summary] = None
+    description: Omittable[Markdown] = None
+    tags: Omittable[Annotated[list[Tag], Field(max_length=30)]] = None
+    sector: Omittable[Sector] = None
+    country: Omittable[CountryCode] = None
+    region: Omittable[Region] = None
+    languages: Omittable[Annotated[list[LanguageCode], Field(max_length=20)]] = None
+    status: Omittable[ListingStatus] = None
+    visibility: Omittable[Visibility] = None
+    attributes: Omittable[dict[str, object]] = None
 
 
 class OrganizationRef(BaseModel):

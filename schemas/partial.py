@@ -1,16 +1,24 @@
 """Fields of a partial update (PATCH) that may be left out but not sent as null.
 
-Such a field is `T | None` in Python (None: left out), and a validator on its model refuses an
-explicit null with a 422. Its JSON schema should then admit a T alone, with no null default, so
-that the OpenAPI document says what the server accepts: `omittable()` rewrites it so.
+`Omittable[T]` is `T | None` in Python (None: left out), refuses an explicit null with a 422,
+and has a JSON schema of T alone, with no null default, so that the OpenAPI document says what
+the server accepts.
 """
 
-from typing import Any
+from typing import Annotated, TypeVar
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic.json_schema import JsonDict
 
+T = TypeVar("T")
+
 _NULL = {"type": "null"}
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
 
 
 def _not_nullable(schema: JsonDict) -> None:
@@ -25,11 +33,7 @@ def _not_nullable(schema: JsonDict) -> None:
         schema["anyOf"] = kept
 
 
-def omittable(**kwargs: Any) -> Any:
-    """The default of a `T | None` field that may be left out but not be null: None, with a
-    JSON schema of T alone.
-
-    Args:
-        kwargs: other `Field` arguments (a description).
-    """
-    return Field(default=None, json_schema_extra=_not_nullable, **kwargs)
+Omittable = Annotated[
+    T | None, BeforeValidator(_refuse_null), Field(json_schema_extra=_not_nullable)
+]
+"""A field that may be left out (give it the default None) but not be null."""

@@ -8,16 +8,16 @@ organization is published and scores at least `min_score` there, the organizatio
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.codes import CountryCode
 from schemas.listings import ListingKind, Sector, Side
 from schemas.matches import QueryText
 from schemas.organizations import OrganizationKind
-from schemas.partial import omittable
+from schemas.partial import Omittable
 from schemas.text import ShortText
 
 MinScore = Annotated[
@@ -54,7 +54,7 @@ class SavedSearchCreate(_Strict):
 class SavedSearchUpdate(_Strict):
     """Fields to change; a filter, `text` or `listing_id` sent as null is cleared."""
 
-    name: ShortText | None = omittable()
+    name: Omittable[ShortText] = None
     text: QueryText | None = Field(default=None, description=_TEXT)
     listing_id: UUID | None = Field(default=None, description=_LISTING)
     kinds: Kinds | None = None
@@ -62,15 +62,8 @@ class SavedSearchUpdate(_Strict):
     sector: Sector | None = None
     country: CountryCode | None = None
     organization_kind: OrganizationKind | None = None
-    min_score: MinScore | None = omittable()
-    enabled: bool | None = omittable()
-
-    @field_validator("name", "min_score", "enabled")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be left out, but not null")
-        return value
+    min_score: Omittable[MinScore] = None
+    enabled: Omittable[bool] = None
 
 
 class SavedSearchRead(BaseModel):
