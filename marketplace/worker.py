@@ -10,6 +10,7 @@ LOCKED under a lease, so nothing is moved, alerted or sent twice.
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -22,6 +23,7 @@ from marketplace.settings import Settings
 log = logging.getLogger(__name__)
 
 _BATCH = 10
+_KEY_SWEEP_SECONDS = 600.0
 
 
 class BackgroundWorker:
@@ -31,6 +33,7 @@ class BackgroundWorker:
         self._interval = settings.worker_interval_seconds
         self._policy = webhook_dispatch.DispatchPolicy.from_settings(settings)
         self._keys_kept_for = timedelta(hours=settings.idempotency_key_hours)
+        self._next_key_sweep = 0.0  # monotonic seconds; replays check a key's age themselves
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scx-worker", daemon=True)
 
@@ -45,7 +48,7 @@ class BackgroundWorker:
 
     def run_once(self) -> None:
         """One round: move every agreement whose time has come, raise the alerts of new
-        listings, send what is due, then forget expired idempotency keys."""
+        listings, send what is due, then (every ten minutes) forget expired idempotency keys."""
         with db.session_scope(self._engine) as session:
             agreements.advance_due(session)
         with db.session_scope(self._engine) as session:
@@ -58,9 +61,11 @@ class BackgroundWorker:
                     < _BATCH
                 ):
                     break
-        with db.session_scope(self._engine) as session:
-            idempotency.forget_expired(session, kept_for=self._keys_kept_for)
-            session.commit()
+        if time.monotonic() >= self._next_key_sweep:  # a table scan: not every round
+            with db.session_scope(self._engine) as session:
+                idempotency.forget_expired(session, kept_for=self._keys_kept_for)
+                session.commit()
+            self._next_key_sweep = time.monotonic() + _KEY_SWEEP_SECONDS
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -259,7 +259,7 @@ def for_listing(
     listing, vector = _visible_with_vector(session, viewer, listing_id, index)
     verdicts = _feedback(session, viewer, listing)
     dismissed = _dismissed(verdicts)
-    allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    allowed = index.visible_ids(_organization_of(viewer))
     facts, kinds = listing_facts(listing), _kinds(listing, kind)
 
     def rank(count: int) -> list[Match]:
@@ -303,7 +303,7 @@ def search(
                 select(Organization.id).where(Organization.kind == request.organization_kind)
             )
         )
-    allowed = index.visible_ids(viewer.organization_id if viewer else None)
+    allowed = index.visible_ids(_organization_of(viewer))
     vector = index.matcher.embedder.encode([request.text])[0]
 
     def rank(count: int) -> list[Match]:
