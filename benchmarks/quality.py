@@ -5,8 +5,9 @@
 Every need is matched against its subset's offers through `Matcher.match`, the code path of the
 API, with the default model (all-MiniLM-L6-v2). Embedding the whole bench takes several minutes on
 two cores: `--cache DIR` keeps the vectors between runs (keyed by model and text; keep it out of
-the repository). `--fusion`, `--dense-weight`, `--facet-weight`, `--feedback-depth` and
-`--feedback-weight` rerun with other settings, for the comparisons in the matching report.
+the repository). `--fusion`, `--dense-weight`, `--facet-weight`, `--feedback-depth`,
+`--feedback-weight` and `--prominence-weight` rerun with other settings, for the comparisons in
+the matching report.
 `--smoke` runs 15 needs per subset against their judged offers plus 150 others, to check the
 pipeline quickly (its figures are not comparable).
 """
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--facet-weight", type=float, help="hybrid smoothing by task (0: none)")
     parser.add_argument("--feedback-depth", type=int, help="candidates the query moves towards")
     parser.add_argument("--feedback-weight", type=float, help="query feedback weight (0: none)")
+    parser.add_argument("--prominence-weight", type=float, help="hybrid prior weight (0: none)")
     args = parser.parse_args(argv)
 
     methods: tuple[Method, ...] = METHODS if args.method == "all" else (args.method,)
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, feedback_depth=args.feedback_depth)
     if args.feedback_weight is not None:
         settings = replace(settings, feedback_weight=args.feedback_weight)
+    if args.prominence_weight is not None:
+        settings = replace(settings, prominence_weight=args.prominence_weight)
     subsets = load_bench(args.bench)
     if args.smoke:
         subsets = [smoke_subset(subset) for subset in subsets]
@@ -160,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Matching quality on {args.bench}{' (smoke)' if args.smoke else ''}: "
         f"hybrid = {settings.fusion}, dense weight {settings.dense_weight}, "
         f"facet weight {settings.facet_weight}, feedback {settings.feedback_depth} x "
-        f"{settings.feedback_weight}; {time.perf_counter() - started:.0f} s"
+        f"{settings.feedback_weight}, prominence weight {settings.prominence_weight}; "
+        f"{time.perf_counter() - started:.0f} s"
     )
     console.print(results_table(rows, title))
 

@@ -226,6 +226,8 @@ def match(
         table.add_column(column, justify="right" if column == "score" else "left")
     for item in found:
         why = ", ".join(item.matched_terms[:6]) or item.evidence[:80]
+        if item.components.mentions:
+            why += f"; named by {item.components.mentions} other listings"
         table.add_row(
             f"{item.score:.3f}",
             item.listing.kind,

@@ -190,6 +190,8 @@ def match_read(match: Match, row: Listing, verdict: FeedbackVerdict | None) -> M
             semantic=round(match.components.semantic, 6),
             lexical=round(match.components.lexical, 6),
             constraints=round(match.components.constraints, 6),
+            prominence=round(match.components.prominence, 6),
+            mentions=match.components.mentions,
         ),
         matched_terms=list(match.matched_terms),
         evidence=match.evidence,

@@ -4,7 +4,9 @@ On start the state is loaded from a snapshot in the data directory when one of t
 there (then the changes after its sequence floor are applied), and otherwise built from the stored
 embeddings (nothing is re-embedded unless the model changed or a listing has none). Afterwards a
 background thread applies the change sequence (`index_changes`), so every worker over one
-PostgreSQL converges within a poll interval.
+PostgreSQL converges within a poll interval. Another counts again how many listings name each one
+(the prominence that ranking blends in, `matching.mentions`) once enough has changed: a pass over
+every listing, so it lags behind writes rather than delaying them.
 
 Only published listings are indexed; who may see which is decided per query from the visibility
 kept here (public, registered, or private to one organization).
@@ -73,16 +75,18 @@ class SearchIndex:
         path: Path,
         poll_seconds: float = 0.25,
         index_kind: IndexKind = "flat",
+        recount_seconds: float = 30.0,
     ) -> None:
         self.engine = engine
         self.path = path
         self.poll_seconds = poll_seconds
+        self.recount_seconds = recount_seconds
         self.index_kind: IndexKind = index_kind
         self._embedder = embedder
         self._clear()
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def configured(cls, engine: Engine, embedder: Embedder, settings: Settings) -> "SearchIndex":
@@ -132,17 +136,22 @@ class SearchIndex:
             self._floor = session.exec(select(func.max(IndexChange.seq))).one() or 0
             embedded = self._embed_missing(session)
             total = self._load_all(session)
+        self.matcher.recount_mentions()
         return OpenReport(total, embedded, (utc_now() - started).total_seconds())
 
     def start(self) -> None:
-        """Follow the change sequence in a background thread."""
-        self._thread = threading.Thread(target=self._follow, name="search-index", daemon=True)
-        self._thread.start()
+        """Follow the change sequence, and count mentions again when due, in background threads."""
+        self._threads = [
+            threading.Thread(target=self._follow, name="search-index", daemon=True),
+            threading.Thread(target=self._recount, name="search-index-mentions", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.save()
 
     def save(self) -> None:
@@ -222,6 +231,15 @@ class SearchIndex:
                 self.sync()
             except Exception:  # the next poll retries; a dead follower would go stale silently
                 log.exception("applying index changes failed")
+
+    def _recount(self) -> None:
+        while not self._stop.wait(self.recount_seconds):
+            matcher = self.matcher  # a reload may replace it meanwhile
+            try:
+                if matcher.mentions_due:
+                    matcher.recount_mentions()
+            except Exception:  # counted again at the next poll; ranking keeps the last counts
+                log.exception("counting mentions failed")
 
     # -- building -----------------------------------------------------------------------------
 

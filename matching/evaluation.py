@@ -268,6 +268,7 @@ def evaluate_subset(
     """
     matcher = Matcher(embedder, settings=settings)
     matcher.upsert_many(subset.offers)
+    matcher.recount_mentions()  # as the service does once it has built its index
     need_vectors = matcher.embed(subset.needs)
     kinds = frozenset(offer.kind for offer in subset.offers)
     results: dict[str, Metrics] = {}

@@ -44,10 +44,15 @@ class FactsStore:
             raise KeyError(listing_id)
         return facts
 
-    def get(self, listing_id: int) -> ListingFacts | None:
-        """The facts of a listing, texts included, or None when it is not held."""
+    def get(self, listing_id: int, *, texts: bool = True) -> ListingFacts | None:
+        """The facts of a listing, or None when it is not held.
+
+        Args:
+            listing_id: the listing's id.
+            texts: False leaves the long texts empty, as `for_ranking` does, but caches nothing.
+        """
         encoded = self._encoded.get(listing_id)
-        return None if encoded is None else facts_codec.decode(encoded)
+        return None if encoded is None else facts_codec.decode(encoded, texts=texts)
 
     def for_ranking(self, listing_id: int) -> ListingFacts:
         """The facts of a held listing as ranking reads them: summary, description and a

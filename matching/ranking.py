@@ -14,23 +14,28 @@ A query (a listing or free text) is answered in six steps:
    it and repeat steps 2-3. A short need ("train a model for fine-grained image classification")
    says little; what its best candidates share fills it in. Vector work over the candidates only:
    no second retrieval (on the bench, retrieving again with the moved query changed nothing);
-5. check the constraints between the query listing and the candidates, drop hard failures when
-   strict, and blend in the constraint score; candidates are taken by falling relevance and the
+5. hybrid only: blend in each candidate's prominence, how many other listings name it by its title
+   (`matching.mentions`): of two lookalike datasets, the one others build on is more often wanted;
+6. check the constraints between the query listing and the candidates, drop hard failures when
+   strict, and blend in the constraint score; candidates are taken by falling score and the
    checks stop once no later candidate could reach the top even passing every check;
-6. explain the survivors: matched terms, the counterpart's sentence closest to the query, checks.
+7. explain the survivors: matched terms, the counterpart's sentence closest to the query, checks.
 
 The settings were chosen by a coarse sweep on the development bench (benchmarks/quality.py), where
 they sit on a plateau: blend weights 0.8-0.9 and facet weights 2-5 score within 0.01 nDCG@10;
 feedback from the best 4-6 candidates at weights 1.5-3 scores within 0.01 of the chosen 5 and 2.
 Feedback raised hybrid nDCG@10 on datafinder from 0.250 to 0.266 and on the model subsets by
 0.003-0.006, at 0.01-0.02 MRR@10 there; deeper feedback helps datafinder more but costs
-scenario_to_model, whose best few already share a task.
+scenario_to_model, whose best few already share a task. Prominence raised datafinder from 0.265 to
+0.329 at weight 0.1 (0.05: 0.298, 0.2: 0.377) and left the model subsets within 0.001 (at 0.2 they
+lose 0.002-0.004, and the MRR@10 of grade-2 models 0.14 on dataset_to_model): researchers use the
+datasets others build on, while the model a need names is as often a niche one.
 """
 
 import heapq
 import pickle
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Literal
 
@@ -48,6 +53,7 @@ from matching.id_set import IdSet
 from matching.index import IndexKind
 from matching.lexical import LexicalIndex, LexicalQuery
 from matching.listing_vectors import embed_listings, evidence
+from matching.mentions import MentionCounts, count_mentions
 from matching.partitioned_index import PartitionedIndex
 from matching.text import cjk_share
 
@@ -74,6 +80,9 @@ class RankingSettings:
         facet_weight: how far a hybrid score moves towards the best scores of its facet.
         facet_depth: how many of a facet's best candidates make its score.
         constraint_weight: the share of the total score that comes from the constraints.
+        prominence_weight: the share of the total hybrid score that comes from prominence.
+        prominent_at: the mention count at which prominence reaches 1; it grows as the
+            logarithm of the count up to there.
         feedback_depth: how many of the best candidates the query vector moves towards (dense
             and hybrid; 0: no feedback).
         feedback_weight: the weight of their mean vector against the query's own (Rocchio's
@@ -88,6 +97,8 @@ class RankingSettings:
     facet_weight: float = 3.0
     facet_depth: int = 3
     constraint_weight: float = 0.1
+    prominence_weight: float = 0.1
+    prominent_at: int = 100
     feedback_depth: int = 5
     feedback_weight: float = 2.0
 
@@ -103,14 +114,19 @@ class ScoreComponents:
             term matched).
         relevance: the retrieval score of the method (hybrid: fused and smoothed by task).
         constraints: the constraint score, in [0, 1] (0.5 when nothing could be checked).
+        prominence: how widely other listings name the match, in [0, 1] (see `RankingSettings`).
+        mentions: how many other listings name the match by its title.
 
-    The total is (1 - constraint_weight) * relevance + constraint_weight * constraints.
+    The total is (1 - constraint_weight - prominence_weight) * relevance + constraint_weight *
+    constraints + prominence_weight * prominence, the prominence weight 0 outside hybrid ranking.
     """
 
     semantic: float
     lexical: float
     relevance: float
     constraints: float
+    prominence: float
+    mentions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +201,19 @@ class MatcherState:
         kind_codes: each held id's kind code, -1 at ids not held (saves decoding every fact
             to learn its kind).
         facets: each held id's facets (saves decoding every candidate's facts to smooth).
+        mentions: each held id's mention count (saves counting them again at a start).
     """
 
     facts: FactsStore
     lexical: LexicalIndex
     kind_codes: npt.NDArray[np.int8]
     facets: FacetCodes
+    mentions: MentionCounts
 
     def write(self, file: IO[bytes]) -> None:
         """Write the state to an open binary file, from its current position (see `read`)."""
-        pickle.dump((self.facts, self.kind_codes, self.facets), file, pickle.HIGHEST_PROTOCOL)
+        parts = (self.facts, self.kind_codes, self.facets, self.mentions)
+        pickle.dump(parts, file, pickle.HIGHEST_PROTOCOL)
         self.lexical.write(file)
 
     @classmethod
@@ -205,12 +224,19 @@ class MatcherState:
             ValueError: the file holds no matcher state here.
         """
         parts = pickle.load(file)
-        if not (isinstance(parts, tuple) and len(parts) == 3):
+        if isinstance(parts, tuple) and len(parts) == 3:  # saved before mentions were counted
+            parts = (*parts, MentionCounts())
+            parts[3].changed(len(parts[0]))  # so counting them is due at once
+        if not (isinstance(parts, tuple) and len(parts) == 4):
             raise ValueError("no matcher state here")
-        facts, kind_codes, facets = parts
-        if not (isinstance(facts, FactsStore) and isinstance(facets, FacetCodes)):
+        facts, kind_codes, facets, mentions = parts
+        if not (
+            isinstance(facts, FactsStore)
+            and isinstance(facets, FacetCodes)
+            and isinstance(mentions, MentionCounts)
+        ):
             raise ValueError("no matcher state here")
-        return cls(facts, LexicalIndex.read(file), kind_codes, facets)
+        return cls(facts, LexicalIndex.read(file), kind_codes, facets, mentions)
 
 
 class Matcher:
@@ -243,6 +269,7 @@ class Matcher:
         self._facts = FactsStore()
         self._kind_codes = np.full(0, -1, dtype=np.int8)  # by id; -1: not held
         self._facets = FacetCodes()
+        self._mentions = MentionCounts()
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -262,14 +289,19 @@ class Matcher:
     def state(self) -> MatcherState:
         """The matcher's listings besides the vector index, to restore with `from_state`.
 
-        The state shares the live lexical index: serialise it before the next write.
+        The state shares the live lexical index and mention counts: serialise it before the
+        next write.
 
         Returns:
             The facts and the lexical index.
         """
         with self._lock:
             return MatcherState(
-                self._facts.copy(), self.lexical, self._kind_codes.copy(), self._facets.copy()
+                self._facts.copy(),
+                self.lexical,
+                self._kind_codes.copy(),
+                self._facets.copy(),
+                self._mentions,
             )
 
     @classmethod
@@ -308,6 +340,7 @@ class Matcher:
         matcher._facts = state.facts
         matcher._kind_codes = state.kind_codes
         matcher._facets = state.facets
+        matcher._mentions = state.mentions
         return matcher
 
     def __contains__(self, listing_id: object) -> bool:
@@ -372,6 +405,7 @@ class Matcher:
                 self._facts.put(listing)
             self._set_kinds(listings)
             self._facets.put(ids, [facets(listing) for listing in listings])
+            self._mentions.changed(len(ids))
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop listings; unknown ids are ignored.
@@ -384,6 +418,32 @@ class Matcher:
             self._forget(held)
             self.index.remove(held)
             self.lexical.remove(held)
+            self._mentions.changed(len(held))
+
+    @property
+    def mentions_due(self) -> bool:
+        """Whether enough listings changed since mentions were last counted to count again."""
+        return self._mentions.due(len(self._facts))
+
+    def recount_mentions(self) -> None:
+        """Count how many listings name each listing (see `matching.mentions`).
+
+        The facts are read outside the lock, so queries and writes go on meanwhile (it takes
+        about 0.1 ms a listing); a listing changed meanwhile makes the next count due.
+        """
+        with self._lock:
+            ids = np.fromiter(self._facts, dtype=np.int64, count=len(self._facts))
+            self._mentions.start()
+
+        def held(texts: bool) -> Iterator[ListingFacts | None]:
+            return (self._facts.get(listing_id, texts=texts) for listing_id in ids.tolist())
+
+        counts = count_mentions(
+            (facts.title if facts else "" for facts in held(texts=False)),
+            (lexical_text(facts) if facts else "" for facts in held(texts=True)),
+        )
+        with self._lock:
+            self._mentions.replace(ids, counts)
 
     def match(
         self,
@@ -524,7 +584,9 @@ class Matcher:
     ) -> list[Match]:
         if method not in ("dense", "lexical", "hybrid"):
             raise ValueError(f"unknown method {method!r}")
-        weight = self.settings.constraint_weight
+        settings = self.settings
+        weight = settings.constraint_weight
+        prominence_weight = settings.prominence_weight if method == "hybrid" else 0.0
         scored: list[tuple[float, int, ListingFacts, tuple[Check, ...]]] = []
         with self._lock:
             allowed = self._allowed(kinds, allowed_ids, listing.id if listing else None)
@@ -539,16 +601,22 @@ class Matcher:
                 method,
                 cjk=cjk_share(text) >= 0.5,
             )
-            ids, relevance = candidates.ids.tolist(), candidates.relevance.tolist()
+            mentions = self._mentions.of(candidates.ids)
+            prominence = np.minimum(np.log1p(mentions) / np.log1p(settings.prominent_at), 1.0)
+            # The total without its constraint part, which decides the order of the checks.
+            unchecked = (
+                1 - weight - prominence_weight
+            ) * candidates.relevance + prominence_weight * prominence
+            ids, before_checks = candidates.ids.tolist(), unchecked.tolist()
             best: list[float] = []  # a min-heap of the `limit` best totals so far
-            for at in np.lexsort((candidates.ids, -candidates.relevance)).tolist():
-                if len(best) == limit and best[0] > (1 - weight) * relevance[at] + weight:
+            for at in np.lexsort((candidates.ids, -unchecked)).tolist():
+                if len(best) == limit and best[0] > before_checks[at] + weight:
                     break  # even passing every check, no later candidate reaches the top
                 counterpart = self._facts.for_ranking(ids[at])
                 checks = check_pair(listing, counterpart) if listing is not None else ()
                 if strict and fails_hard(checks):
                     continue
-                total = (1 - weight) * relevance[at] + weight * constraint_score(checks)
+                total = before_checks[at] + weight * constraint_score(checks)
                 if total >= min_score:
                     scored.append((total, at, counterpart, checks))
                     (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, total)
@@ -563,8 +631,10 @@ class Matcher:
                 components=ScoreComponents(
                     semantic=float(candidates.cosine[at]),
                     lexical=float(candidates.lexical[at]),
-                    relevance=relevance[at],
+                    relevance=float(candidates.relevance[at]),
                     constraints=constraint_score(checks),
+                    prominence=float(prominence[at]),
+                    mentions=int(mentions[at]),
                 ),
                 matched_terms=terms[at] if candidates.lexical[at] > 0 else (),
                 evidence="",

@@ -39,6 +39,10 @@ class ScoreComponents(BaseModel):
     semantic: float = Field(description="Cosine similarity of the embeddings.")
     lexical: float = Field(description="BM25 relative to the best lexical hit (0 if no term).")
     constraints: float = Field(description="Share of constraints met (unknown counts half).")
+    prominence: float = Field(
+        description="How widely other listings name this one by its title, from 0 to 1."
+    )
+    mentions: int = Field(description="How many other listings name this one by its title.")
 
 
 class ListingBrief(BaseModel):

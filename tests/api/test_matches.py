@@ -338,6 +338,32 @@ class TestListingMatches:
         assert scores == sorted(scores, reverse=True)
         assert items[0]["listing"]["id"] != detector["id"]
 
+    def test_reports_how_many_listings_name_a_match(self, client: TestClient) -> None:
+        need_side, offer_side = university(client), company(client)
+        dataset = post(client, need_side, traffic_dataset())
+        forecaster = post(client, offer_side, traffic_model())
+        follower = post(
+            client,
+            offer_side,
+            traffic_model(
+                title="Junction queue forecaster",
+                description=f"Fine-tuned from {forecaster['title']} for queue lengths.",
+            ),
+        )
+        eventually(
+            lambda: match_items(client, dataset["id"], need_side),
+            lambda items: len(items) == 2,
+        )
+        index: SearchIndex = client.app.state.search_index  # type: ignore[attr-defined]
+        index.matcher.recount_mentions()  # the app's background thread does this within 30 s
+
+        items = match_items(client, dataset["id"], need_side)
+        by_id = {item["listing"]["id"]: item["components"] for item in items}
+        assert by_id[forecaster["id"]]["mentions"] == 1
+        assert by_id[forecaster["id"]]["prominence"] > 0.0
+        assert by_id[follower["id"]]["mentions"] == 0
+        assert all(0.0 < item["score"] <= 1.0 for item in items)
+
     def test_explains_each_match_with_components_terms_evidence_and_checks(
         self, client: TestClient
     ) -> None:
@@ -350,8 +376,10 @@ class TestListingMatches:
         )
         assert item["listing"]["organization"]["id"] == offer_side.organization_id
         components = item["components"]
-        assert set(components) == {"semantic", "lexical", "constraints"}
-        assert all(0.0 < value <= 1.0 for value in components.values()), components
+        assert set(components) == {"semantic", "lexical", "constraints", "prominence", "mentions"}
+        scores = [components[name] for name in ("semantic", "lexical", "constraints")]
+        assert all(0.0 < value <= 1.0 for value in scores), components
+        assert components["prominence"] == 0.0 and components["mentions"] == 0  # nobody names it
         assert 0.0 < item["score"] <= 1.0
         assert {"traffic", "junction", "loop", "detector"} <= set(item["matched_terms"])
         assert item["evidence"] and item["evidence"] in sentences_of(forecaster)

@@ -3,6 +3,7 @@
 Pure ranking behaviour uses the hashing embedder; the real model only where meaning matters.
 """
 
+import io
 import pickle
 from decimal import Decimal
 
@@ -18,7 +19,7 @@ from matching.facts import (
     ModelFacts,
     ScenarioFacts,
 )
-from matching.ranking import Matcher, Method, RankingSettings
+from matching.ranking import Matcher, MatcherState, Method, RankingSettings
 from tests.matching.conftest import HashingEmbedder
 
 
@@ -295,6 +296,92 @@ class TestPseudoRelevanceFeedback:
         assert relevance[6] == pytest.approx(float(self.target @ self.query), abs=1e-5)
 
 
+class TestProminence:
+    """Hybrid ranking prefers, of two lookalikes, the one other listings name by its title."""
+
+    def _matcher(self, settings: RankingSettings | None = None) -> Matcher:
+        text = "Road traffic flow counts from loop detectors at city junctions."
+        listings = [
+            ListingFacts(id=1, kind="dataset", title="Roadnet", description=text),
+            ListingFacts(id=2, kind="dataset", title="Trafficset", description=text),
+            *(_model(10 + n, f"Forecasts traffic, trained on Trafficset ({n}).") for n in range(3)),
+            _model(20, "Forecasts traffic; not trained on trafficset or TRAFFICSET."),
+        ]
+        matcher = Matcher(HashingEmbedder(), settings=settings)
+        matcher.upsert_many(listings)
+        return matcher
+
+    def _ranked(self, matcher: Matcher, method: Method = "hybrid") -> list[int]:
+        found = matcher.match(_SCENARIO, kinds=["dataset"], method=method, explain=False)
+        return [m.id for m in found]
+
+    def test_ranks_the_named_lookalike_first_once_counted(self) -> None:
+        matcher = self._matcher()
+        assert self._ranked(matcher) == [1, 2]  # a tie, by id: nothing counted yet
+        assert matcher.mentions_due
+        matcher.recount_mentions()
+        assert not matcher.mentions_due
+        assert self._ranked(matcher) == [2, 1]
+
+    @pytest.mark.parametrize("method", ["dense", "lexical"])
+    def test_leaves_the_single_retriever_methods_alone(self, method: Method) -> None:
+        matcher = self._matcher()
+        matcher.recount_mentions()
+        assert self._ranked(matcher, method) == [1, 2]
+
+    def test_reports_the_mentions_and_their_share_of_the_score(self) -> None:
+        settings = RankingSettings(prominence_weight=0.2, prominent_at=9)
+        matcher = self._matcher(settings)
+        matcher.recount_mentions()
+        named, other = matcher.match(_SCENARIO, kinds=["dataset"], explain=False)
+        assert (named.components.mentions, other.components.mentions) == (3, 0)
+        assert named.components.prominence == pytest.approx(np.log1p(3) / np.log1p(9))
+        assert other.components.prominence == 0.0
+        rest = 1 - settings.constraint_weight - settings.prominence_weight
+        for match in (named, other):
+            parts = match.components
+            assert match.score == pytest.approx(
+                rest * parts.relevance
+                + settings.constraint_weight * parts.constraints
+                + settings.prominence_weight * parts.prominence
+            )
+            assert 0.0 <= match.score <= 1.0
+
+    def test_prominence_is_full_from_the_prominent_count_on(self) -> None:
+        matcher = self._matcher(RankingSettings(prominent_at=2))
+        matcher.recount_mentions()
+        assert matcher.match(_SCENARIO, kinds=["dataset"])[0].components.prominence == 1.0
+
+    def test_a_changed_listing_makes_a_count_due_and_changes_it(self) -> None:
+        matcher = self._matcher()
+        matcher.recount_mentions()
+        matcher.remove([10, 11, 12])
+        assert matcher.mentions_due
+        matcher.recount_mentions()
+        assert self._ranked(matcher) == [1, 2]
+
+    def test_a_restored_state_keeps_the_counts(self) -> None:
+        matcher = self._matcher()
+        matcher.recount_mentions()
+        restored = Matcher.from_state(
+            matcher.embedder, matcher.index, pickle.loads(pickle.dumps(matcher.state()))
+        )
+        assert not restored.mentions_due
+        assert self._ranked(restored) == [2, 1]
+
+    def test_a_state_saved_before_mentions_makes_a_count_due(self) -> None:
+        matcher = self._matcher()
+        state = matcher.state()
+        buffer = io.BytesIO()
+        pickle.dump((state.facts, state.kind_codes, state.facets), buffer)
+        state.lexical.write(buffer)
+        buffer.seek(0)
+        restored = Matcher.from_state(matcher.embedder, matcher.index, MatcherState.read(buffer))
+        assert restored.mentions_due
+        restored.recount_mentions()
+        assert self._ranked(restored) == [2, 1]
+
+
 class TestMatcherSearch:
     def test_finds_a_chinese_listing_by_a_chinese_query(self) -> None:
         chinese = ListingFacts(
@@ -358,8 +445,14 @@ class TestEarlyStop:
             _compute(n, f"GPU cluster {n} for traffic forecasting models", price=price)
             for n, price in enumerate(prices, start=1)
         ]
-        offers += [_model(20 + n, f"traffic model {n} forecasting junctions") for n in range(8)]
+        # Models that name some compute offers, so that prominence orders the checks too.
+        offers += [
+            _model(20 + n, f"traffic model {n} forecasting junctions, trained on compute {n % 3}")
+            for n in range(8)
+        ]
         matcher = _matcher(offers)
+        matcher.recount_mentions()
+        assert any(m.components.mentions for m in matcher.match(_SCENARIO, limit=1000))
         everything = matcher.match(_SCENARIO, limit=1000, strict=strict, explain=False)
         for limit in range(1, len(everything) + 1):
             top = matcher.match(_SCENARIO, limit=limit, strict=strict, explain=False)

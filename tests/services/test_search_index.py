@@ -1,6 +1,7 @@
 """The search index's snapshot: a restart loads it and catches up, or rebuilds from the database."""
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -371,3 +372,45 @@ class TestStaleIndex:
         # The index still ranks the two first; the database hides them from anonymous callers.
         assert index.listing(models[0].row_id or 0) is not None
         assert shown(1) == ranked[2:]
+
+
+def mentions_by_row(index: SearchIndex, text: str = "Hefei road sensors") -> dict[int, int]:
+    return {m.id: m.components.mentions for m in index.matcher.search(text, explain=False)}
+
+
+class TestMentions:
+    """How many listings name each one is counted at a build, kept in the snapshot, and counted
+    again in the background once enough has changed."""
+
+    def test_a_build_counts_mentions_and_a_restart_keeps_them(
+        self, engine: Engine, owner: Member, embedder: Embedder, tmp_path: Path
+    ) -> None:
+        named = create(engine, owner, embedder, "dataset", title="Hefei Road Sensors")
+        create(engine, owner, embedder, "model", description="Trained on Hefei Road Sensors.")
+        path = tmp_path / "index" / "listings.faiss"
+        first = opened(engine, embedder, path)
+        assert mentions_by_row(first)[named.row_id or 0] == 1
+        first.close()
+
+        second = SearchIndex(engine, embedder, path=path)
+        assert second.open().from_snapshot
+        assert not second.matcher.mentions_due
+        assert mentions_by_row(second)[named.row_id or 0] == 1
+
+    def test_the_background_counts_again_once_listings_changed(
+        self, engine: Engine, owner: Member, embedder: Embedder, tmp_path: Path
+    ) -> None:
+        named = create(engine, owner, embedder, "dataset", title="Hefei Road Sensors")
+        path = tmp_path / "index" / "listings.faiss"
+        index = SearchIndex(engine, embedder, path=path, poll_seconds=0.05, recount_seconds=0.05)
+        index.open()
+        index.start()
+        try:
+            assert mentions_by_row(index)[named.row_id or 0] == 0
+            create(engine, owner, embedder, "compute", description="Hosts Hefei Road Sensors.")
+            deadline = time.monotonic() + 10
+            while mentions_by_row(index)[named.row_id or 0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert mentions_by_row(index)[named.row_id or 0] == 1
+        finally:
+            index.close()

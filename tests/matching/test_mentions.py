@@ -1,0 +1,112 @@
+"""Mention counts: how many other listings name a listing by its title."""
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from matching.mentions import MentionCounts, count_mentions, title_hash
+
+
+class TestCountMentions:
+    def test_counts_the_other_listings_that_name_a_title(self) -> None:
+        titles = ["ImageNet", "COCO", "Tiny ImageNet", "Street scenes"]
+        texts = [
+            "ImageNet: a large image database.",
+            "COCO: objects in context. Pretrained on ImageNet.",
+            "Tiny ImageNet is a subset of ImageNet, as is ImageNet-A.",
+            "Street scenes annotated like COCO, with ImageNet labels.",
+        ]
+        assert count_mentions(titles, texts).tolist() == [3, 1, 0, 0]
+
+    def test_a_mention_keeps_the_case_and_whole_words_of_the_title(self) -> None:
+        titles = ["AND", "CIFAR-10", "MAP", "Pets"]
+        texts = [
+            "AND: author name disambiguation.",
+            "CIFAR-10: tiny images.",
+            "MAP: a dataset of maps.",
+            "Cats and dogs, with a map of where; unlike CIFAR-100 or CIFAR-10.5 and MAPS.",
+        ]
+        assert count_mentions(titles, texts).tolist() == [0, 0, 0, 0]
+
+    def test_a_title_ends_at_punctuation_and_spans_the_words_of_a_name(self) -> None:
+        titles = ["CIFAR-10", "Helsinki-NLP/opus-mt-en-de", "WMT 2014", "roberta-base"]
+        texts = [
+            "CIFAR-10",
+            "Helsinki-NLP/opus-mt-en-de translates.",
+            "WMT 2014",
+            "A model.",
+            "Trained on CIFAR-10. Evaluated on WMT 2014, as Helsinki-NLP/opus-mt-en-de was.",
+            "Fine-tuned from roberta-base (see roberta-base).",
+        ]
+        assert count_mentions([*titles, "", ""], texts).tolist()[:4] == [1, 1, 1, 1]
+
+    def test_titles_longer_than_a_name_are_not_counted(self) -> None:
+        title = "A corpus of five words"
+        assert title_hash(title) is None
+        assert title_hash("") is None
+        assert count_mentions([title, "b"], [title, f"See {title}."]).tolist() == [0, 0]
+
+    def test_listings_sharing_a_title_share_its_count(self) -> None:
+        titles = ["KITTI", "KITTI", "Road scenes"]
+        texts = ["KITTI v1", "KITTI v2", "Recorded like KITTI and KITTI."]
+        # Naming one's own title never counts, even where another listing shares it.
+        assert count_mentions(titles, texts).tolist() == [1, 1, 0]
+
+    @pytest.mark.parametrize("texts", [["a"], ["a", "b", "c"]])
+    def test_refuses_texts_that_do_not_pair_with_the_titles(self, texts: list[str]) -> None:
+        with pytest.raises(ValueError, match="texts for 2 titles"):
+            count_mentions(["A", "B"], texts)
+
+    def test_reads_titles_before_texts_from_iterators(self) -> None:
+        titles = iter(["ImageNet", "Other"])
+        texts = iter(["ImageNet", "Uses ImageNet."])
+        assert count_mentions(titles, texts).tolist() == [1, 0]
+
+    def test_chinese_names_count_as_whole_words_too(self) -> None:
+        titles = ["合肥交通数据集", "路网模型"]
+        texts = ["合肥交通数据集", "基于 合肥交通数据集 训练。"]
+        assert count_mentions(titles, texts).tolist() == [1, 0]
+
+
+class TestMentionCounts:
+    def test_holds_counts_by_id_and_zero_elsewhere(self) -> None:
+        counts = MentionCounts()
+        counts.replace(np.array([3, 7]), np.array([5, 2], dtype=np.int32))
+        assert counts.of(np.array([7, 3, 4, 99])).tolist() == [2, 5, 0, 0]
+
+    def test_is_due_once_a_share_of_the_listings_changed(self) -> None:
+        counts = MentionCounts(share=0.1, seconds=3600)
+        assert not counts.due(held=100)
+        counts.changed(9)
+        assert not counts.due(held=100)
+        counts.changed(1)
+        assert counts.due(held=100)
+        counts.start()
+        assert not counts.due(held=100)
+
+    def test_is_due_after_its_interval_when_anything_changed(self) -> None:
+        counts = MentionCounts(share=0.5, seconds=0.01)
+        time.sleep(0.02)
+        assert not counts.due(held=100)  # nothing changed
+        counts.changed(1)
+        assert counts.due(held=100)
+
+    def test_a_small_catalogue_counts_again_after_any_change(self) -> None:
+        counts = MentionCounts(share=0.02, seconds=3600)
+        counts.changed(1)
+        assert counts.due(held=10)
+
+    def test_pickles_with_its_counts_and_pending_changes(self) -> None:
+        counts = MentionCounts(share=0.5, seconds=3600)
+        counts.replace(np.array([1]), np.array([4], dtype=np.int32))
+        counts.changed(3)
+        restored = pickle.loads(pickle.dumps(counts))
+        assert restored.of(np.array([1])).tolist() == [4]
+        assert restored.due(held=6) and not restored.due(held=8)
+
+
+@pytest.mark.parametrize("words", [1, 4])
+def test_a_title_of_up_to_four_words_has_a_hash(words: int) -> None:
+    assert title_hash(" ".join(["Name"] * words)) is not None
