@@ -23,7 +23,10 @@ def grown(array: Array, size: int, fill: object = 0) -> Array:
     rows = array.shape[0]
     if size <= rows:
         return array
-    larger = np.full((max(size, 2 * rows, 64), *array.shape[1:]), fill, dtype=array.dtype)
+    shape = (max(size, 2 * rows, 64), *array.shape[1:])
+    # Zeros come from calloc: a large block is mapped lazily, so the spare rows take no memory
+    # until written (np.full writes every row: up to a copy's worth at a million listings).
+    larger = np.zeros(shape, array.dtype) if fill == 0 else np.full(shape, fill, array.dtype)
     larger[:rows] = array
     return larger  # type: ignore[return-value]
 

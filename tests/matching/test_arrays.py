@@ -19,6 +19,10 @@ class TestGrown:
         assert larger.dtype == np.int8 and larger.size == 200
         assert (larger[:100] == 7).all() and (larger[100:] == -1).all()
 
+    def test_fills_new_rows_with_false(self) -> None:
+        larger = grown(np.ones(3, dtype=bool), 4, False)
+        assert larger[:3].all() and not larger[3:].any()
+
     def test_grows_rows_of_a_matrix_to_at_least_the_size_asked(self) -> None:
         larger = grown(np.ones((2, 16), dtype=np.uint8), 500)
         assert larger.shape == (500, 16)
