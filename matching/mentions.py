@@ -5,61 +5,84 @@ ImageNet", "a subset of COCO") or a model many name ("fine-tuned from roberta-ba
 of its field, and more often the match wanted than a lookalike nobody names (Papers with Code and
 the Hugging Face Hub rank by use for the same reason). A mention is the listing's title found
 verbatim in another listing's text: same case (so "AND" or "MAP" in capitals is not found in every
-"and" and "map"), whole words, a title of at most `MAX_TITLE_WORDS` words (longer titles describe;
-they are not names). A listing that names itself, or names a title twice, counts once or not at all.
+"and" and "map"), whole words (Chinese, written without spaces, anywhere in the text), a title of
+at most `MAX_TITLE_WORDS` words and `MAX_TITLE_CJK_CHARACTERS` Chinese characters (longer titles
+describe; they are not names). A listing that names itself, or names a title twice, counts once or
+not at all.
 
 Counting is one pass over every listing's text (`count_mentions`, about 0.1 ms a listing), so it
 is repeated when the catalogue has changed enough (`MentionCounts.due`) rather than kept exact on
 every write: a prior that lags a few minutes behind the catalogue ranks as well.
 """
 
+import itertools
 import math
 import re
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 MAX_TITLE_WORDS = 4
-# Words as a name is written: "CIFAR-10", "v1.5" and "opus-mt-en-it" stay whole, and a full stop
-# after a word ends it ("... on ImageNet.").
-_WORD = re.compile(r"\w(?:[\w.\-]*\w)?")
-# Multiplier of the polynomial hash of a phrase: a large odd 64-bit constant.
-_MIXER = np.uint64(0x9E3779B97F4A7C15)
+MAX_TITLE_CJK_CHARACTERS = 12
 # Count again once 2% of the listings changed, or an hour after any change.
 RECOUNT_SHARE = 0.02
 RECOUNT_SECONDS = 3600.0
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Tokens as a name is written: a word keeps its inner dots and hyphens ("CIFAR-10", "v1.5",
+# "opus-mt-en-it") but not a full stop after it ("... on ImageNet."); Chinese, written without
+# spaces, is read character by character, so a Chinese name is found inside a sentence.
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:[.\-][^\W{_CJK}]+)*")
+_CJK_CHARACTER = re.compile(rf"[{_CJK}]")
+# Multiplier of the polynomial hash of a phrase: a large odd 64-bit constant.
+_MIXER = np.uint64(0x9E3779B97F4A7C15)
+# Texts whose tokens are hashed and looked up together.
+_BATCH = 1024
 
 Ids = npt.NDArray[np.int64]
 Counts = npt.NDArray[np.int32]
 Hashes = npt.NDArray[np.uint64]
 
 
-def _word_hashes(text: str) -> Hashes:
-    words = _WORD.findall(text)
-    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+def _token_hashes(text: str) -> list[int]:
+    return list(map(hash, _TOKEN.findall(text)))
 
 
-def _phrase_hashes(words: Hashes, length: int) -> Hashes:
-    """The hash of every run of `length` consecutive words (same process, same hash)."""
-    runs = words[: words.size - length + 1].copy()
+def _phrase_hashes(tokens: Hashes, length: int) -> Hashes:
+    """The hash of every run of `length` consecutive tokens (same process, same hash)."""
+    runs = tokens[: tokens.size - length + 1].copy()
     for offset in range(1, length):
         runs *= _MIXER
-        runs ^= words[offset : words.size - length + 1 + offset]
+        runs ^= tokens[offset : tokens.size - length + 1 + offset]
     return runs
 
 
-def title_hash(title: str) -> int | None:
-    """The hash a mention of this title has, or None for a title too long (or empty) to be named.
-
-    Args:
-        title: a listing's title.
-    """
-    words = _word_hashes(title)
-    if not 0 < words.size <= MAX_TITLE_WORDS:
+def _title_phrase(title: str) -> tuple[int, int, int] | None:
+    """A title's phrase hash, its length in tokens and its first token's hash; None for a title
+    too long to be a name."""
+    tokens = _TOKEN.findall(title)
+    chinese = len(_CJK_CHARACTER.findall(title))
+    if not tokens or chinese > MAX_TITLE_CJK_CHARACTERS or len(tokens) - chinese > MAX_TITLE_WORDS:
         return None
-    return int(_phrase_hashes(words, words.size)[0])
+    hashes = np.array(list(map(hash, tokens)), dtype=np.int64).view(np.uint64)
+    return int(_phrase_hashes(hashes, hashes.size)[0]), hashes.size, int(hashes[0])
+
+
+class _Names(NamedTuple):
+    """The titles to look for."""
+
+    phrases: Hashes  # their phrase hashes, sorted
+    lengths: tuple[int, ...]  # their lengths in tokens, each once
+    first_tokens: Hashes  # their first tokens' hashes, sorted
+
+
+def is_name(title: str) -> bool:
+    """Whether a title is short enough to be counted when named: at most `MAX_TITLE_WORDS`
+    words and `MAX_TITLE_CJK_CHARACTERS` Chinese characters, and not empty."""
+    return _title_phrase(title) is not None
 
 
 def count_mentions(titles: Iterable[str], texts: Iterable[str]) -> Counts:
@@ -77,34 +100,54 @@ def count_mentions(titles: Iterable[str], texts: Iterable[str]) -> Counts:
     Raises:
         ValueError: there are not as many texts as titles.
     """
-    own = np.fromiter(
-        (h if (h := title_hash(title)) is not None else 0 for title in titles), dtype=np.uint64
-    )
-    titled = own != 0  # a hash of 0 stands for no title; a real one is 0 once in 2**64
+    phrases = [_title_phrase(title) for title in titles]
+    own = np.array([p[0] if p else 0 for p in phrases], dtype=np.uint64)
+    titled = np.array([p is not None for p in phrases], dtype=bool)
     known = np.unique(own[titled])
-    slot_of_own = np.full(own.size, known.size, dtype=np.int64)  # past the end: no title
-    slot_of_own[titled] = np.searchsorted(known, own[titled])
+    names = _Names(
+        known,
+        tuple(sorted({p[1] for p in phrases if p})),
+        np.unique(np.fromiter((p[2] for p in phrases if p), dtype=np.uint64)),
+    )
+    own_slot = np.full(own.size, known.size, dtype=np.int64)  # past the end: no title
+    own_slot[titled] = np.searchsorted(known, own[titled])
     named = np.zeros(known.size + 1, dtype=np.int32)
-    read = 0
-    for at, text in enumerate(texts):
-        read += 1
-        if at >= own.size:
-            break
-        words = _word_hashes(text)
-        longest = min(MAX_TITLE_WORDS, words.size)
-        if longest == 0 or known.size == 0:
-            continue
-        runs = [_phrase_hashes(words, length) for length in range(1, longest + 1)]
-        phrases = np.unique(np.concatenate(runs))
-        slots = np.searchsorted(known, phrases)
-        inside = slots < known.size
-        slots = slots[inside]
-        slots = slots[known[slots] == phrases[inside]]
-        named[slots[slots != slot_of_own[at]]] += 1
+    read, stream = 0, iter(texts)
+    while batch := list(itertools.islice(stream, _BATCH)):
+        if read + len(batch) <= own.size and known.size:
+            _count_batch(batch, own_slot[read : read + len(batch)], names, named)
+        read += len(batch)
     if read != own.size:
         raise ValueError(f"{read} texts for {own.size} titles")
     named[known.size] = 0
-    return named[slot_of_own]
+    return named[own_slot]
+
+
+def _count_batch(texts: list[str], own_slot: Ids, names: _Names, named: Counts) -> None:
+    """Add to `named` (by slot in `names.phrases`) the texts that name each title."""
+    hashed = [_token_hashes(text) for text in texts]
+    sizes = np.fromiter(map(len, hashed), dtype=np.int64, count=len(hashed))
+    tokens = np.fromiter(itertools.chain.from_iterable(hashed), np.int64, int(sizes.sum()))
+    tokens = tokens.view(np.uint64)
+    text_of = np.repeat(np.arange(len(texts)), sizes)
+    # Phrases are hashed only where a title could start: at tokens that begin one.
+    first = names.first_tokens
+    starts = np.flatnonzero(
+        first[np.minimum(np.searchsorted(first, tokens), first.size - 1)] == tokens
+    )
+    known, found = names.phrases, []
+    for length in names.lengths:
+        begin = starts[starts + length <= tokens.size]
+        begin = begin[text_of[begin] == text_of[begin + length - 1]]  # within one text
+        runs = tokens[begin]
+        for offset in range(1, length):
+            runs = runs * _MIXER ^ tokens[begin + offset]
+        slots = np.minimum(np.searchsorted(known, runs), known.size - 1)
+        hit = known[slots] == runs
+        found.append(text_of[begin[hit]] * (known.size + 1) + slots[hit])
+    text, slot = np.divmod(np.unique(np.concatenate(found)), known.size + 1)
+    slot = slot[slot != own_slot[text]]  # naming one's own title does not count
+    np.add.at(named, slot, 1)
 
 
 class MentionCounts:

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from matching.mentions import MentionCounts, count_mentions, title_hash
+from matching.mentions import MentionCounts, count_mentions, is_name
 
 
 class TestCountMentions:
@@ -44,8 +44,8 @@ class TestCountMentions:
 
     def test_titles_longer_than_a_name_are_not_counted(self) -> None:
         title = "A corpus of five words"
-        assert title_hash(title) is None
-        assert title_hash("") is None
+        assert not is_name(title)
+        assert not is_name("")
         assert count_mentions([title, "b"], [title, f"See {title}."]).tolist() == [0, 0]
 
     def test_listings_sharing_a_title_share_its_count(self) -> None:
@@ -64,10 +64,26 @@ class TestCountMentions:
         texts = iter(["ImageNet", "Uses ImageNet."])
         assert count_mentions(titles, texts).tolist() == [1, 0]
 
-    def test_chinese_names_count_as_whole_words_too(self) -> None:
-        titles = ["合肥交通数据集", "路网模型"]
-        texts = ["合肥交通数据集", "基于 合肥交通数据集 训练。"]
-        assert count_mentions(titles, texts).tolist() == [1, 0]
+    def test_a_chinese_name_is_found_inside_a_sentence(self) -> None:
+        titles = ["合肥交通数据集", "路网模型", "Hefei交通流量"]
+        texts = [
+            "合肥交通数据集",
+            "基于合肥交通数据集训练的模型，参考Hefei交通流量。",
+            "合肥交通数据",  # a shorter text is no mention
+        ]
+        assert count_mentions(titles, texts).tolist() == [1, 0, 1]
+
+    def test_a_chinese_title_longer_than_a_name_is_not_counted(self) -> None:
+        long_title = "合肥市二〇二三年全市主要道路交通流量统计数据"
+        assert not is_name(long_title)
+        assert is_name("合肥市道路交通流量数据集")  # 12 characters
+        assert count_mentions([long_title, "x"], [long_title, long_title]).tolist() == [0, 0]
+
+    def test_counts_across_batches_of_texts(self) -> None:
+        titles = ["ImageNet", *(f"Listing {n}" for n in range(2_999))]
+        texts = ["ImageNet", *(f"Listing {n} uses ImageNet." for n in range(2_999))]
+        counts = count_mentions(titles, texts)
+        assert counts[0] == 2_999 and not counts[1:].any()
 
 
 class TestMentionCounts:
@@ -107,6 +123,6 @@ class TestMentionCounts:
         assert restored.due(held=6) and not restored.due(held=8)
 
 
-@pytest.mark.parametrize("words", [1, 4])
-def test_a_title_of_up_to_four_words_has_a_hash(words: int) -> None:
-    assert title_hash(" ".join(["Name"] * words)) is not None
+@pytest.mark.parametrize(("words", "name"), [(1, True), (4, True), (5, False)])
+def test_a_name_has_up_to_four_words(words: int, name: bool) -> None:
+    assert is_name(" ".join(["Name"] * words)) is name
