@@ -19,6 +19,7 @@ import itertools
 import math
 import re
 import time
+from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -51,13 +52,12 @@ def _token_hashes(text: str) -> list[int]:
     return list(map(hash, _TOKEN.findall(text)))
 
 
-def _phrase_hashes(tokens: Hashes, length: int) -> Hashes:
-    """The hash of every run of `length` consecutive tokens (same process, same hash)."""
-    runs = tokens[: tokens.size - length + 1].copy()
+def _phrases_at(tokens: Hashes, starts: Ids, length: int) -> Hashes:
+    """The hashes of the phrases of `length` tokens from each start (same process, same hash)."""
+    phrases = tokens[starts]
     for offset in range(1, length):
-        runs *= _MIXER
-        runs ^= tokens[offset : tokens.size - length + 1 + offset]
-    return runs
+        phrases = phrases * _MIXER ^ tokens[starts + offset]
+    return phrases
 
 
 def _title_phrase(title: str) -> tuple[int, int, int] | None:
@@ -68,7 +68,11 @@ def _title_phrase(title: str) -> tuple[int, int, int] | None:
     if not tokens or chinese > MAX_TITLE_CJK_CHARACTERS or len(tokens) - chinese > MAX_TITLE_WORDS:
         return None
     hashes = np.array(list(map(hash, tokens)), dtype=np.int64).view(np.uint64)
-    return int(_phrase_hashes(hashes, hashes.size)[0]), hashes.size, int(hashes[0])
+    return (
+        int(_phrases_at(hashes, np.zeros(1, np.int64), hashes.size)[0]),
+        hashes.size,
+        int(hashes[0]),
+    )
 
 
 class _Names(NamedTuple):
@@ -100,14 +104,21 @@ def count_mentions(titles: Iterable[str], texts: Iterable[str]) -> Counts:
     Raises:
         ValueError: there are not as many texts as titles.
     """
-    phrases = [_title_phrase(title) for title in titles]
-    own = np.array([p[0] if p else 0 for p in phrases], dtype=np.uint64)
-    titled = np.array([p is not None for p in phrases], dtype=bool)
+    # C arrays, not lists: a list of a million titles' tuples would take ~150 MB.
+    hashes, lengths, firsts = array("Q"), array("B"), array("Q")
+    for title in titles:
+        phrase = _title_phrase(title)
+        hashes.append(phrase[0] if phrase else 0)
+        lengths.append(phrase[1] if phrase else 0)  # 0: not a name
+        if phrase:
+            firsts.append(phrase[2])
+    own = np.frombuffer(hashes, dtype=np.uint64)
+    titled = np.frombuffer(lengths, dtype=np.uint8) > 0
     known = np.unique(own[titled])
     names = _Names(
         known,
-        tuple(sorted({p[1] for p in phrases if p})),
-        np.unique(np.fromiter((p[2] for p in phrases if p), dtype=np.uint64)),
+        tuple(np.unique(np.frombuffer(lengths, dtype=np.uint8)[titled]).tolist()),
+        np.unique(np.frombuffer(firsts, dtype=np.uint64)),
     )
     own_slot = np.full(own.size, known.size, dtype=np.int64)  # past the end: no title
     own_slot[titled] = np.searchsorted(known, own[titled])
@@ -127,8 +138,8 @@ def _count_batch(texts: list[str], own_slot: Ids, names: _Names, named: Counts) 
     """Add to `named` (by slot in `names.phrases`) the texts that name each title."""
     hashed = [_token_hashes(text) for text in texts]
     sizes = np.fromiter(map(len, hashed), dtype=np.int64, count=len(hashed))
-    tokens = np.fromiter(itertools.chain.from_iterable(hashed), np.int64, int(sizes.sum()))
-    tokens = tokens.view(np.uint64)
+    flat = itertools.chain.from_iterable(hashed)
+    tokens = np.fromiter(flat, np.int64, int(sizes.sum())).view(np.uint64)
     text_of = np.repeat(np.arange(len(texts)), sizes)
     # Phrases are hashed only where a title could start: at tokens that begin one.
     first = names.first_tokens
@@ -139,9 +150,7 @@ def _count_batch(texts: list[str], own_slot: Ids, names: _Names, named: Counts) 
     for length in names.lengths:
         begin = starts[starts + length <= tokens.size]
         begin = begin[text_of[begin] == text_of[begin + length - 1]]  # within one text
-        runs = tokens[begin]
-        for offset in range(1, length):
-            runs = runs * _MIXER ^ tokens[begin + offset]
+        runs = _phrases_at(tokens, begin, length)
         slots = np.minimum(np.searchsorted(known, runs), known.size - 1)
         hit = known[slots] == runs
         found.append(text_of[begin[hit]] * (known.size + 1) + slots[hit])
