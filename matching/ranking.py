@@ -436,7 +436,7 @@ class Matcher:
             self._mentions.start()
 
         def held(texts: bool) -> Iterator[ListingFacts | None]:
-            return (self._facts.get(listing_id, texts=texts) for listing_id in ids.tolist())
+            return (self._facts.get(listing_id, texts=texts) for listing_id in map(int, ids))
 
         counts = count_mentions(
             (facts.title if facts else "" for facts in held(texts=False)),
