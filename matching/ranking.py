@@ -1,6 +1,6 @@
 """The matcher: listings in, ranked and explained counterparts out.
 
-A query (a listing or free text) is answered in six steps:
+A query (a listing or free text) is answered in seven steps:
 
 1. retrieve candidates from the vector index (dense) and the BM25 index (lexical), each restricted
    to the requested kinds and allowed ids;
