@@ -227,7 +227,7 @@ def match(
     for item in found:
         why = ", ".join(item.matched_terms[:6]) or item.evidence[:80]
         if item.components.mentions:
-            why += f"; named by {item.components.mentions} other listings"
+            why += f"; named by {item.components.mentions} other organizations"
         table.add_row(
             f"{item.score:.3f}",
             item.listing.kind,

@@ -4,9 +4,9 @@ On start the state is loaded from a snapshot in the data directory when one of t
 there (then the changes after its sequence floor are applied), and otherwise built from the stored
 embeddings (nothing is re-embedded unless the model changed or a listing has none). Afterwards a
 background thread applies the change sequence (`index_changes`), so every worker over one
-PostgreSQL converges within a poll interval. Another counts again how many listings name each one
-(the prominence that ranking blends in, `matching.mentions`) once enough has changed: a pass over
-every listing, so it lags behind writes rather than delaying them.
+PostgreSQL converges within a poll interval. Another counts again how many organizations, other
+than its own, name each listing (the prominence that ranking blends in, `matching.mentions`) once
+enough has changed: a pass over every listing, so it lags behind writes rather than delaying them.
 
 Only published listings are indexed; who may see which is decided per query from the visibility
 kept here (public, registered, or private to one organization).
@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine, func
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -136,7 +137,7 @@ class SearchIndex:
             self._floor = session.exec(select(func.max(IndexChange.seq))).one() or 0
             embedded = self._embed_missing(session)
             total = self._load_all(session)
-        self.matcher.recount_mentions()
+        self.recount_mentions()
         return OpenReport(total, embedded, (utc_now() - started).total_seconds())
 
     def start(self) -> None:
@@ -232,12 +233,16 @@ class SearchIndex:
             except Exception:  # the next poll retries; a dead follower would go stale silently
                 log.exception("applying index changes failed")
 
+    def recount_mentions(self) -> None:
+        """Count how many organizations, other than its own, name each listing."""
+        matcher, audiences = self.matcher, self._audiences  # a reload may replace them
+        matcher.recount_mentions(audiences.organizations_of)
+
     def _recount(self) -> None:
         while not self._stop.wait(self.recount_seconds):
-            matcher = self.matcher  # a reload may replace it meanwhile
             try:
-                if matcher.mentions_due:
-                    matcher.recount_mentions()
+                if self.matcher.mentions_due:
+                    self.recount_mentions()
             except Exception:  # counted again at the next poll; ranking keeps the last counts
                 log.exception("counting mentions failed")
 
@@ -397,6 +402,13 @@ class _Audiences:
             self._organizations[int(self._organization[row_id])],
             _VISIBILITIES[code],
         )
+
+    def organizations_of(self, row_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The organizations of listings by row id, as codes; rows not held share one code."""
+        held = row_ids < self._organization.size
+        codes = np.full(row_ids.size, len(self._organizations), dtype=np.int64)
+        codes[held] = self._organization[row_ids[held]]
+        return codes
 
     def visible_to(self, organization_id: uuid.UUID | None) -> IdSet:
         public = _VISIBILITY_CODE[Visibility.PUBLIC]

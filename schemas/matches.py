@@ -40,9 +40,11 @@ class ScoreComponents(BaseModel):
     lexical: float = Field(description="BM25 relative to the best lexical hit (0 if no term).")
     constraints: float = Field(description="Share of constraints met (unknown counts half).")
     prominence: float = Field(
-        description="How widely other listings name this one by its title, from 0 to 1."
+        description="How widely other organizations name this one by its title, from 0 to 1."
     )
-    mentions: int = Field(description="How many other listings name this one by its title.")
+    mentions: int = Field(
+        description="How many other organizations name this one by its title in their listings."
+    )
 
 
 class ListingBrief(BaseModel):

@@ -344,18 +344,22 @@ class TestListingMatches:
         forecaster = post(client, offer_side, traffic_model())
         follower = post(
             client,
-            offer_side,
+            company(client),  # another organization: its own would not count
             traffic_model(
                 title="Junction queue forecaster",
                 description=f"Fine-tuned from {forecaster['title']} for queue lengths.",
             ),
         )
+        own_follower = traffic_model(
+            title="Junction flow dashboard", description=f"Built on {forecaster['title']}."
+        )
+        post(client, offer_side, own_follower)  # its own organization's: no mention
         eventually(
             lambda: match_items(client, dataset["id"], need_side),
-            lambda items: len(items) == 2,
+            lambda items: len(items) == 3,
         )
         index: SearchIndex = client.app.state.search_index  # type: ignore[attr-defined]
-        index.matcher.recount_mentions()  # the app's background thread does this within 30 s
+        index.recount_mentions()  # the app's background thread does this within 30 s
 
         items = match_items(client, dataset["id"], need_side)
         by_id = {item["listing"]["id"]: item["components"] for item in items}

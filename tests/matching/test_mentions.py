@@ -54,6 +54,17 @@ class TestCountMentions:
         # Naming one's own title never counts, even where another listing shares it.
         assert count_mentions(titles, texts).tolist() == [1, 1, 0]
 
+    def test_an_owner_naming_a_title_counts_once_and_never_for_its_own(self) -> None:
+        titles = ["ImageNet", "A", "B", "C", "D"]
+        texts = ["ImageNet", "Uses ImageNet.", "Uses ImageNet.", "Uses ImageNet.", "ImageNet."]
+        # Listings 0 and 4 belong to owner 7; 1 and 2 to owner 3; 3 to owner 5.
+        counts = count_mentions(titles, texts, owners=[7, 3, 3, 5, 7])
+        assert counts.tolist() == [2, 0, 0, 0, 0]
+
+    def test_refuses_owners_that_do_not_pair_with_the_titles(self) -> None:
+        with pytest.raises(ValueError, match="1 owners for 2 titles"):
+            count_mentions(["A", "B"], ["a", "b"], owners=[1])
+
     @pytest.mark.parametrize("texts", [["a"], ["a", "b", "c"]])
     def test_refuses_texts_that_do_not_pair_with_the_titles(self, texts: list[str]) -> None:
         with pytest.raises(ValueError, match="texts for 2 titles"):

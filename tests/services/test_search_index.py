@@ -36,9 +36,13 @@ TEXTS = {
 
 @pytest.fixture
 def owner(engine: Engine) -> Member:
+    return owner_of_new_organization(engine, "Snapshot Lab")
+
+
+def owner_of_new_organization(engine: Engine, name: str) -> Member:
     with Session(engine, expire_on_commit=False) as session:
         organization = organizations.create(
-            session, fields=OrganizationFields(name="Snapshot Lab", kind="company", country="CN")
+            session, fields=OrganizationFields(name=name, kind="company", country="CN")
         )
         return members.create(
             session,
@@ -379,14 +383,18 @@ def mentions_by_row(index: SearchIndex, text: str = "Hefei road sensors") -> dic
 
 
 class TestMentions:
-    """How many listings name each one is counted at a build, kept in the snapshot, and counted
-    again in the background once enough has changed."""
+    """How many other organizations name each listing is counted at a build, kept in the
+    snapshot, and counted again in the background once enough has changed."""
 
     def test_a_build_counts_mentions_and_a_restart_keeps_them(
         self, engine: Engine, owner: Member, embedder: Embedder, tmp_path: Path
     ) -> None:
         named = create(engine, owner, embedder, "dataset", title="Hefei Road Sensors")
-        create(engine, owner, embedder, "model", description="Trained on Hefei Road Sensors.")
+        other = owner_of_new_organization(engine, "Model Works")
+        for model in range(2):  # one organization naming it twice counts once
+            text = f"Model {model}, trained on Hefei Road Sensors."
+            create(engine, other, embedder, "model", description=text)
+        create(engine, owner, embedder, "model", description="Also on Hefei Road Sensors.")
         path = tmp_path / "index" / "listings.faiss"
         first = opened(engine, embedder, path)
         assert mentions_by_row(first)[named.row_id or 0] == 1
@@ -401,13 +409,14 @@ class TestMentions:
         self, engine: Engine, owner: Member, embedder: Embedder, tmp_path: Path
     ) -> None:
         named = create(engine, owner, embedder, "dataset", title="Hefei Road Sensors")
+        other = owner_of_new_organization(engine, "Compute Works")
         path = tmp_path / "index" / "listings.faiss"
         index = SearchIndex(engine, embedder, path=path, poll_seconds=0.05, recount_seconds=0.05)
         index.open()
         index.start()
         try:
             assert mentions_by_row(index)[named.row_id or 0] == 0
-            create(engine, owner, embedder, "compute", description="Hosts Hefei Road Sensors.")
+            create(engine, other, embedder, "compute", description="Hosts Hefei Road Sensors.")
             deadline = time.monotonic() + 10
             while mentions_by_row(index)[named.row_id or 0] == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
