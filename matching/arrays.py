@@ -31,6 +31,25 @@ def grown(array: Array, size: int, fill: object = 0) -> Array:
     return larger  # type: ignore[return-value]
 
 
+def find_sorted(
+    sorted_values: npt.NDArray[Any], values: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Where each value sits in a sorted array, and whether it is there at all.
+
+    Args:
+        sorted_values: the array to look in, ascending.
+        values: the values to look for.
+
+    Returns:
+        Each value's position in `sorted_values` (meaningful only where found, and always a
+        valid index when `sorted_values` is not empty) and whether it was found.
+    """
+    if sorted_values.size == 0:
+        return np.zeros(values.shape, np.intp), np.zeros(values.shape, bool)
+    positions = np.minimum(np.searchsorted(sorted_values, values), sorted_values.size - 1)
+    return positions, sorted_values[positions] == values
+
+
 def write_array(file: IO[bytes], array: npt.NDArray[Any], dtype: str) -> None:
     """Write a 1-d array's values to a binary file as `dtype` (e.g. "<i4"), without a copy
     when the array already has that layout.

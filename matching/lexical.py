@@ -22,7 +22,7 @@ from typing import IO, cast
 import numpy as np
 import numpy.typing as npt
 
-from matching.arrays import grown, read_array, write_array
+from matching.arrays import find_sorted, grown, read_array, write_array
 from matching.id_set import IdSet
 from matching.slot_map import SlotMap
 from matching.text import tokenize
@@ -361,10 +361,8 @@ class LexicalIndex:
         return cast(npt.NDArray[np.float64], totals)
 
     def _matched(self, query_terms: Ints, slot: int) -> tuple[str, ...]:
-        held = self._terms_at(slot)
-        positions = np.minimum(np.searchsorted(held, query_terms), max(held.size - 1, 0))
-        found = query_terms[held[positions] == query_terms] if held.size else query_terms[:0]
-        return tuple(self._vocabulary[term] for term in found.tolist())
+        _, held = find_sorted(self._terms_at(slot), query_terms)
+        return tuple(self._vocabulary[term] for term in query_terms[held].tolist())
 
     def _terms_at(self, slot: int) -> Ints:
         offsets = self._offsets.view()

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from matching.arrays import find_sorted
+
 MAX_TITLE_WORDS = 4
 MAX_TITLE_CJK_CHARACTERS = 12
 # Count again once 2% of the listings changed, or an hour after any change.
@@ -147,10 +149,9 @@ def count_mentions(
     named = np.bincount(pairs // owners_past, minlength=known.size + 1).astype(np.int32)
     named[known.size] = 0
     counts = named[own_slot]
-    if pairs.size:  # a listing's own owner naming its title does not count for it
-        mine = own_slot * owners_past + owner
-        at = np.minimum(np.searchsorted(pairs, mine), pairs.size - 1)
-        counts -= (titled & (pairs[at] == mine)).astype(np.int32)
+    # A listing's own owner naming its title does not count for it.
+    _, named_by_own = find_sorted(pairs, own_slot * owners_past + owner)
+    counts -= (titled & named_by_own).astype(np.int32)
     return counts
 
 
@@ -162,18 +163,14 @@ def _named_in(texts: list[str], names: _Names) -> tuple[Ids, Ids]:
     tokens = np.fromiter(flat, np.int64, int(sizes.sum())).view(np.uint64)
     text_of = np.repeat(np.arange(len(texts)), sizes)
     # Phrases are hashed only where a title could start: at tokens that begin one.
-    first = names.first_tokens
-    starts = np.flatnonzero(
-        first[np.minimum(np.searchsorted(first, tokens), first.size - 1)] == tokens
-    )
+    starts = np.flatnonzero(find_sorted(names.first_tokens, tokens)[1])
     known = names.phrases
     texts_at, slots = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for length in names.lengths:
         begin = starts[starts + length <= tokens.size]
         begin = begin[text_of[begin] == text_of[begin + length - 1]]  # within one text
         runs = _phrases_at(tokens, begin, length)
-        slot = np.minimum(np.searchsorted(known, runs), known.size - 1)
-        hit = known[slot] == runs
+        slot, hit = find_sorted(known, runs)
         texts_at.append(text_of[begin[hit]])
         slots.append(slot[hit])
     return np.concatenate(texts_at), np.concatenate(slots)

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from matching.arrays import grown, read_array, write_array
+from matching.arrays import find_sorted, grown, read_array, write_array
 
 
 class TestGrown:
@@ -27,6 +27,17 @@ class TestGrown:
         larger = grown(np.ones((2, 16), dtype=np.uint8), 500)
         assert larger.shape == (500, 16)
         assert larger[:2].all() and not larger[2:].any()
+
+
+class TestFindSorted:
+    def test_finds_positions_of_present_values(self) -> None:
+        positions, found = find_sorted(np.array([2, 5, 9]), np.array([9, 1, 5, 12]))
+        assert found.tolist() == [True, False, True, False]
+        assert positions[found].tolist() == [2, 1]
+
+    def test_finds_nothing_in_an_empty_array(self) -> None:
+        positions, found = find_sorted(np.zeros(0, np.int64), np.array([1, 2]))
+        assert not found.any() and positions.shape == (2,)
 
 
 class TestArrayFiles:
