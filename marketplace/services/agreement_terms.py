@@ -1,7 +1,6 @@
 """Terms of an agreement: the rules a version must meet, its hash and the diff of two versions."""
 
 import uuid
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +9,7 @@ from marketplace.errors import InvalidInput
 from marketplace.models import Listing
 from schemas.agreements import AgreementType, ChangeKind, ComputeTerms, Terms, TermsChange
 from schemas.errors import FieldError
-from schemas.listings import ListingKind
+from schemas.listings import ComputeAttributes, ListingKind
 
 # Sections an agreement of a type cannot do without.
 REQUIRED_SECTIONS: dict[AgreementType, tuple[str, ...]] = {
@@ -80,8 +79,8 @@ def _compute_errors(
             )
         )
     # The rental must fall within the listing's availability, where it states one.
-    available_from = _day(listing.attributes.get("available_from"))
-    available_until = _day(listing.attributes.get("available_until"))
+    attributes = ComputeAttributes.model_validate(listing.attributes)
+    available_from, available_until = attributes.available_from, attributes.available_until
     if available_from is not None and compute.window_start < available_from:
         errors.append(
             FieldError(
@@ -97,11 +96,6 @@ def _compute_errors(
             )
         )
     return errors
-
-
-def _day(stored: str | None) -> date | None:
-    """A date as listing attributes store it (ISO 8601), or None."""
-    return date.fromisoformat(stored) if stored else None
 
 
 def terms_hash(stored: dict[str, Any]) -> str:
