@@ -47,7 +47,12 @@ class ListingFilters:
 def visible_to(viewer: Member | None) -> ColumnElement[bool]:
     """Anonymous: published public. Members: their own organization's, plus published
     public or registered listings of others."""
-    return visible_to_organization(viewer.organization_id if viewer else None)
+    return visible_to_organization(organization_of(viewer))
+
+
+def organization_of(viewer: Member | None) -> uuid.UUID | None:
+    """The viewer's organization; None for anonymous callers."""
+    return viewer.organization_id if viewer else None
 
 
 def visible_to_organization(organization_id: uuid.UUID | None) -> ColumnElement[bool]:

@@ -32,7 +32,12 @@ from marketplace.models import (
 )
 from marketplace.search_index import SearchIndex
 from marketplace.services import embeddings
-from marketplace.services.listings import get_visible, visible_to, visible_to_organization
+from marketplace.services.listings import (
+    get_visible,
+    organization_of,
+    visible_to,
+    visible_to_organization,
+)
 from matching.embedding import Vectors
 from matching.facts import Kind, counterpart_kinds
 from matching.ranking import Match
@@ -97,7 +102,7 @@ def _first_visible(
     current, so one read usually settles it.
     """
     shown = _Shown([], {}, {})
-    query = _shown_rows(index.matcher.embedder.model_name, _organization_of(viewer))
+    query = _shown_rows(index.matcher.embedder.model_name, organization_of(viewer))
     if extra:
         query = query.where(*extra)  # type: ignore[arg-type]
     for start in range(0, len(found), max(count, 1)):
@@ -163,10 +168,6 @@ def _embedding_of_model(model_name: str) -> ColumnElement[bool]:
         col(ListingEmbedding.listing_row_id) == col(Listing.row_id),
         col(ListingEmbedding.model_name) == model_name,
     )
-
-
-def _organization_of(viewer: Member | None) -> uuid.UUID | None:
-    return viewer.organization_id if viewer else None
 
 
 # The two reads of every match request, built once per model and audience and then only given
@@ -236,7 +237,7 @@ def _visible_with_vector(
 ) -> tuple[Listing, npt.NDArray[np.float32]]:
     """A listing the viewer may see (else 404, as `get_visible`) and its embedding, read
     together; embedded afresh when it has none of the current model."""
-    query = _listing_with_vector(index.matcher.embedder.model_name, _organization_of(viewer))
+    query = _listing_with_vector(index.matcher.embedder.model_name, organization_of(viewer))
     found = session.exec(query, params={"listing_id": listing_id}).first()
     if found is None:
         raise NotFound("No such listing.")
@@ -259,7 +260,7 @@ def for_listing(
     listing, vector = _visible_with_vector(session, viewer, listing_id, index)
     verdicts = _feedback(session, viewer, listing)
     dismissed = _dismissed(verdicts)
-    allowed = index.visible_ids(_organization_of(viewer))
+    allowed = index.visible_ids(organization_of(viewer))
     facts, kinds = listing_facts(listing), _kinds(listing, kind)
 
     def rank(count: int) -> list[Match]:
@@ -303,7 +304,7 @@ def search(
                 select(Organization.id).where(Organization.kind == request.organization_kind)
             )
         )
-    allowed = index.visible_ids(_organization_of(viewer))
+    allowed = index.visible_ids(organization_of(viewer))
     vector = index.matcher.embedder.encode([request.text])[0]
 
     def rank(count: int) -> list[Match]:
