@@ -74,6 +74,7 @@ from matching.evaluation import load_bench  # noqa: E402
 from matching.facts import ListingFacts  # noqa: E402
 from matching.listing_vectors import embed_listings  # noqa: E402
 from matching.onnx_encoder import read_config  # noqa: E402
+from matching.text import load_chinese_segmenter  # noqa: E402
 from schemas.listings import ListingCreate  # noqa: E402
 from schemas.members import MemberCreate, Role  # noqa: E402
 from schemas.organizations import OrganizationFields  # noqa: E402
@@ -218,6 +219,7 @@ def run_ingest(args: argparse.Namespace) -> None:
         embedder = service_embedder(settings).wait()  # the app's encoder for writes
         console.print(f"writes embed with {embedder!r}")
         embedder.encode(["warm up"], bulk=True)
+        load_chinese_segmenter()  # as the app does at its start, not in the first write timed
         engine = db.make_engine(settings.resolved_database_url)
         index = SearchIndex(engine, embedder, path=settings.index_path)
         index.open()
