@@ -8,11 +8,12 @@ transaction (the outbox), so a committed event is never lost to a crash.
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
@@ -21,7 +22,6 @@ from marketplace.models import Event, EventChain, Listing, MatchAlertJob, Member
 from marketplace.services import webhooks
 from marketplace.services.pagination import decode_cursor, next_cursor
 from schemas.events import BrokenLink, EventType, SubjectType
-from schemas.listings import ListingStatus
 
 GENESIS_HASH = "0" * 64
 
@@ -49,6 +49,18 @@ def _text(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append to its subject's chain, with the organizations whose webhooks hear it."""
+
+    subject_type: SubjectType
+    subject_id: uuid.UUID
+    type: EventType
+    audience: tuple[uuid.UUID, ...]
+    terms_hash: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 def append(
     session: Session,
     *,
@@ -64,66 +76,111 @@ def append(
 
     `actor` None means the platform acted (a deadline passed). The caller commits.
     """
-    chain = (col(EventChain.subject_type) == subject_type) & (
-        col(EventChain.subject_id) == subject_id
-    )
+    new = NewEvent(subject_type, subject_id, type, tuple(audience), terms_hash, data or {})
+    return append_many(session, [new], actor=actor)[0]
+
+
+def append_many(
+    session: Session, new_events: Sequence[NewEvent], *, actor: Member | None
+) -> list[Event]:
+    """Append one event to each of several chains, as `append` does, in a fixed number of
+    statements however many there are (a batch of listings published together).
+
+    Raises:
+        ValueError: two events are for one subject; their order in its chain would be unclear.
+    """
+    subjects = [(new.subject_type, new.subject_id) for new in new_events]
+    if len(set(subjects)) != len(subjects):
+        raise ValueError("append_many takes at most one event per subject")
+    if not new_events:
+        return []
     _insert_if_absent(
         session,
         EventChain,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        length=0,
-        head_hash=GENESIS_HASH,
+        [
+            {"subject_type": kind, "subject_id": id, "length": 0, "head_hash": GENESIS_HASH}
+            for kind, id in subjects
+        ],
     )
-    sequence, prev_hash = session.execute(
-        update(EventChain)
-        .where(chain)
-        .values(length=col(EventChain.length) + 1)
-        .returning(col(EventChain.length), col(EventChain.head_hash))
-    ).one()
-    event = Event(
-        subject_type=subject_type,
-        subject_id=subject_id,
-        sequence=sequence,
-        type=type,
-        actor_member_id=actor.id if actor else None,
-        organization_id=actor.organization_id if actor else None,
-        terms_hash=terms_hash,
-        data=data or {},
-        occurred_at=utc_now(),
-        prev_hash=prev_hash,
-        hash="",
+    heads = {
+        (kind, id): (length, head_hash)
+        for kind, id, length, head_hash in session.execute(
+            update(EventChain)
+            .where(tuple_(col(EventChain.subject_type), col(EventChain.subject_id)).in_(subjects))
+            .values(length=col(EventChain.length) + 1)
+            .returning(
+                col(EventChain.subject_type),
+                col(EventChain.subject_id),
+                col(EventChain.length),
+                col(EventChain.head_hash),
+            )
+        )
+    }
+    occurred_at = utc_now()
+    appended = []
+    for new, subject in zip(new_events, subjects, strict=True):
+        sequence, prev_hash = heads[subject]
+        event = Event(
+            subject_type=new.subject_type,
+            subject_id=new.subject_id,
+            sequence=sequence,
+            type=new.type,
+            actor_member_id=actor.id if actor else None,
+            organization_id=actor.organization_id if actor else None,
+            terms_hash=new.terms_hash,
+            data=new.data,
+            occurred_at=occurred_at,
+            prev_hash=prev_hash,
+            hash="",
+        )
+        event.hash = event_hash(event)
+        appended.append(event)
+    session.add_all(appended)
+    session.execute(
+        update(EventChain),
+        [
+            {"subject_type": kind, "subject_id": id, "head_hash": event.hash}
+            for (kind, id), event in zip(subjects, appended, strict=True)
+        ],
     )
-    event.hash = event_hash(event)
-    session.add(event)
-    session.execute(update(EventChain).where(chain).values(head_hash=event.hash))
-    webhooks.enqueue(session, event=event, organization_ids=audience)
-    return event
+    webhooks.enqueue(
+        session, [(event, new.audience) for event, new in zip(appended, new_events, strict=True)]
+    )
+    return appended
 
 
-def _insert_if_absent(session: Session, table: type[SQLModel], **values: Any) -> None:
+def _insert_if_absent(session: Session, table: type[SQLModel], rows: list[dict[str, Any]]) -> None:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    session.execute(insert(table).values(rows).on_conflict_do_nothing())
 
 
-def listing_status_changed(
-    session: Session, *, listing: Listing, actor: Member, before: str | None, after: str
-) -> None:
-    """Record `listing.published` when a listing becomes published, and queue its `match.new`
-    alerts for the background worker (services/match_alerts.py); the caller commits."""
-    if after != ListingStatus.PUBLISHED or before == ListingStatus.PUBLISHED:
-        return
-    event = append(
+def listings_published(session: Session, *, listings: Sequence[Listing], actor: Member) -> None:
+    """Record `listing.published` for listings that have just become published, and queue their
+    `match.new` alerts for the background worker (services/match_alerts.py); the caller commits."""
+    appended = append_many(
         session,
-        subject_type=SubjectType.LISTING,
-        subject_id=listing.id,
-        type=EventType.LISTING_PUBLISHED,
-        audience=[listing.organization_id],
+        [
+            NewEvent(
+                subject_type=SubjectType.LISTING,
+                subject_id=listing.id,
+                type=EventType.LISTING_PUBLISHED,
+                audience=(listing.organization_id,),
+                data={"listing_id": str(listing.id), "kind": str(listing.kind)},
+            )
+            for listing in listings
+        ],
         actor=actor,
-        data={"listing_id": str(listing.id), "kind": str(listing.kind)},
     )
-    # A listing published again before its alerts were raised keeps its one pending job.
-    _insert_if_absent(session, MatchAlertJob, listing_id=listing.id, event_id=event.id)
+    if appended:
+        # A listing published again before its alerts were raised keeps its one pending job.
+        _insert_if_absent(
+            session,
+            MatchAlertJob,
+            [
+                {"listing_id": listing.id, "event_id": event.id}
+                for listing, event in zip(listings, appended, strict=True)
+            ],
+        )
 
 
 def chain_of(

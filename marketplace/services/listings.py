@@ -93,10 +93,11 @@ def create_many(
         created.append(listing)
     session.flush()
     embeddings.refresh(session, created, embedder=embedder)
-    for listing in created:
-        events.listing_status_changed(
-            session, listing=listing, actor=actor, before=None, after=listing.status
-        )
+    events.listings_published(
+        session,
+        listings=[listing for listing in created if listing.status == ListingStatus.PUBLISHED],
+        actor=actor,
+    )
     session.commit()
     for listing in created:
         session.refresh(listing)
@@ -223,13 +224,11 @@ def update(
         changes["attributes"] = attributes.model_dump(mode="json")
         if listing.kind == ListingKind.SCENARIO:
             _check_linked_datasets(session, actor, changes["attributes"]["linked_dataset_ids"])
-    events.listing_status_changed(
-        session,
-        listing=listing,
-        actor=actor,
-        before=listing.status,
-        after=changes.get("status", listing.status),
-    )
+    if (
+        changes.get("status") == ListingStatus.PUBLISHED
+        and listing.status != ListingStatus.PUBLISHED
+    ):
+        events.listings_published(session, listings=[listing], actor=actor)
     versions.compare_and_set(
         session,
         listing,

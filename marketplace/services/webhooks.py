@@ -4,7 +4,7 @@ written with each event, and the owner's view of those deliveries, replay includ
 import base64
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -138,25 +138,28 @@ def delete(
     session.commit()
 
 
-def enqueue(session: Session, *, event: Event, organization_ids: Iterable[uuid.UUID]) -> None:
-    """Queue the event for every enabled endpoint of these organizations that subscribed to it,
-    in the caller's transaction (the transactional outbox)."""
+def enqueue(session: Session, audiences: Sequence[tuple[Event, Iterable[uuid.UUID]]]) -> None:
+    """Queue each event for every enabled endpoint of its audience's organizations that
+    subscribed to it, in the caller's transaction (the transactional outbox)."""
+    wanted = {organization for _, audience in audiences for organization in audience}
     endpoints = session.exec(
         select(WebhookEndpoint).where(
-            col(WebhookEndpoint.organization_id).in_(list(organization_ids)),
+            col(WebhookEndpoint.organization_id).in_(sorted(wanted)),
             col(WebhookEndpoint.enabled),
         )
     ).all()
-    for endpoint in endpoints:
-        if event.type in endpoint.event_types:
-            session.add(
-                WebhookDelivery(
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    status=DeliveryStatus.PENDING,
-                    next_attempt_at=event.occurred_at,
-                )
+    for event, audience in audiences:
+        listeners = set(audience)
+        session.add_all(
+            WebhookDelivery(
+                endpoint_id=endpoint.id,
+                event_id=event.id,
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=event.occurred_at,
             )
+            for endpoint in endpoints
+            if endpoint.organization_id in listeners and event.type in endpoint.event_types
+        )
 
 
 def deliveries(

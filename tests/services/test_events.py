@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
-from marketplace.models import Event, EventChain, Member, WebhookDelivery
+from marketplace.models import Event, EventChain, MatchAlertJob, Member, WebhookDelivery
 from marketplace.services import events, listings, members, organizations, webhooks
 from matching.embedding import Embedder
 from schemas.events import EventType, SubjectType
@@ -144,6 +144,73 @@ class TestAppend:
         assert broken is not None
         assert broken.sequence == 1
 
+    def test_append_many_extends_new_and_existing_chains(
+        self, engine: Engine, owner: Member
+    ) -> None:
+        existing, fresh = uuid.uuid4(), uuid.uuid4()
+        with Session(engine) as session:
+            append(session, existing, owner)
+            session.commit()
+            batch = [
+                events.NewEvent(
+                    subject_type=AGREEMENT,
+                    subject_id=subject,
+                    type=EventType.AGREEMENT_COMMENTED,
+                    audience=(owner.organization_id,),
+                    data={"body": "batched"},
+                )
+                for subject in (existing, fresh)
+            ]
+            appended = events.append_many(session, batch, actor=owner)
+            session.commit()
+            deliveries = session.exec(select(WebhookDelivery)).all()
+
+            for subject, length in ((existing, 2), (fresh, 1)):
+                assert events.verify_chain(session, subject_type=AGREEMENT, subject_id=subject) == (
+                    length,
+                    None,
+                )
+        assert [e.sequence for e in appended] == [2, 1]
+        assert appended[0].prev_hash == chain(engine, existing)[0].hash
+        assert sorted(d.event_id for d in deliveries) == sorted(
+            [chain(engine, existing)[0].id, *(e.id for e in appended)]
+        )
+
+    def test_append_many_takes_one_event_per_subject(self, engine: Engine, owner: Member) -> None:
+        subject = uuid.uuid4()
+        twice = [
+            events.NewEvent(AGREEMENT, subject, EventType.AGREEMENT_COMMENTED, ()) for _ in range(2)
+        ]
+        with Session(engine) as session, pytest.raises(ValueError, match="one event per subject"):
+            events.append_many(session, twice, actor=owner)
+
+        assert rows(engine, Event) == rows(engine, EventChain) == 0
+
+    def test_deliveries_go_only_to_each_events_audience(
+        self, engine: Engine, owner: Member
+    ) -> None:
+        outsider = uuid.uuid4()
+        with Session(engine) as session:
+            heard, _ = events.append_many(
+                session,
+                [
+                    events.NewEvent(
+                        AGREEMENT,
+                        uuid.uuid4(),
+                        EventType.AGREEMENT_COMMENTED,
+                        (owner.organization_id,),
+                    ),
+                    events.NewEvent(
+                        AGREEMENT, uuid.uuid4(), EventType.AGREEMENT_COMMENTED, (outsider,)
+                    ),
+                ],
+                actor=owner,
+            )
+            session.commit()
+            deliveries = session.exec(select(WebhookDelivery)).all()
+
+        assert [d.event_id for d in deliveries] == [heard.id]
+
     @pytest.mark.parametrize(
         "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
     )
@@ -213,4 +280,35 @@ class TestListingPublished:
             (published.id, "listing.published"),
             (draft.id, "listing.published"),
         ]
+        assert rows(engine, WebhookDelivery) == 2
+
+    def test_a_batch_records_each_listing_published_in_it(
+        self, engine: Engine, owner: Member, embedder: Embedder
+    ) -> None:
+        parse = TypeAdapter(ListingCreate).validate_python
+        bodies = [listing_body("dataset"), listing_body("model", status="draft")]
+        bodies.append(listing_body("compute"))
+        with Session(engine, expire_on_commit=False) as session:
+            created = listings.create_many(
+                session, actor=owner, items=[parse(b) for b in bodies], embedder=embedder
+            )
+            listings.update(
+                session,
+                actor=owner,
+                listing_id=created[0].id,
+                data=ListingUpdate(status="published"),  # type: ignore[arg-type]
+                expected_version=created[0].version,
+                embedder=embedder,
+            )
+            jobs = session.exec(select(MatchAlertJob)).all()
+            checked = [
+                events.verify_chain(
+                    session, subject_type=SubjectType.LISTING, subject_id=listing.id
+                )
+                for listing in created
+            ]
+
+        assert [len(chain(engine, listing.id)) for listing in created] == [1, 0, 1]
+        assert checked == [(1, None), (0, None), (1, None)]
+        assert sorted(job.listing_id for job in jobs) == sorted([created[0].id, created[2].id])
         assert rows(engine, WebhookDelivery) == 2
