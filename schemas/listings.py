@@ -293,6 +293,17 @@ ListingCreate = Annotated[
     Field(discriminator="kind"),
 ]
 
+MAX_BATCH_SIZE = 100
+"""The most listings one `POST /listings/batch` creates."""
+
+
+class ListingBatchCreate(_Strict):
+    """Listings posted together (a city's scenario list, a university's catalogue): all of them
+    are created, or none."""
+
+    items: Annotated[list[ListingCreate], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
+
+
 ATTRIBUTES_BY_KIND: dict[ListingKind, type[BaseModel]] = {
     ListingKind.DATASET: DatasetAttributes,
     ListingKind.SCENARIO: ScenarioAttributes,
@@ -344,3 +355,9 @@ class ListingRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+class ListingBatch(BaseModel):
+    """The listings a batch created, in the order they were posted."""
+
+    items: list[ListingRead]

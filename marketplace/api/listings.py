@@ -23,6 +23,8 @@ from marketplace.services import listings
 from schemas.codes import CountryCode
 from schemas.listings import (
     Keywords,
+    ListingBatch,
+    ListingBatchCreate,
     ListingCreate,
     ListingKind,
     ListingRead,
@@ -70,6 +72,29 @@ def create_listing(
     response.headers["ETag"] = etag(listing.version)
     response.headers["Location"] = f"/api/v1/listings/{listing.id}"
     return listing_read(listing)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ListingBatch,
+    responses=problems(401),
+)
+def create_listings(
+    body: Annotated[ListingBatchCreate, Body()],
+    member: CurrentMember,
+    session: SessionDep,
+    index: SearchIndexDep,
+) -> ListingBatch:
+    """Post up to 100 listings for your organization at once: all are created, or none.
+
+    About twice as fast per listing as posting them one by one: their texts are embedded
+    together. A scenario may link only datasets that existed before the batch.
+    """
+    created = listings.create_many(
+        session, actor=member, items=body.items, embedder=index.matcher.embedder
+    )
+    return ListingBatch(items=[listing_read(listing) for listing in created])
 
 
 @router.get("", response_model=Page[ListingRead], responses=problems(401))

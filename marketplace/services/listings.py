@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -68,7 +68,7 @@ def visible_to_organization(organization_id: uuid.UUID | None) -> ColumnElement[
 
 def create(session: Session, *, actor: Member, data: ListingCreate, embedder: Embedder) -> Listing:
     """Post a listing for the actor's organization, embedded in the same transaction."""
-    return create_many(session, actor=actor, items=[data], embedder=embedder)[0]
+    return _create(session, actor=actor, items=[data], embedder=embedder, field=lambda _: "body")[0]
 
 
 def create_many(
@@ -76,14 +76,30 @@ def create_many(
 ) -> list[Listing]:
     """Post several listings in one transaction (all or none), embedded in one batch.
 
-    Embedding texts together is several times faster than one by one (bulk imports, the demo
-    loader). A scenario may link only datasets that existed before the call.
+    Embedding texts together is several times faster than one by one (bulk imports). A scenario
+    may link only datasets that existed before the call. Errors name the item as
+    `body.items.<position>`.
     """
+    return _create(
+        session, actor=actor, items=items, embedder=embedder, field=lambda n: f"body.items.{n}"
+    )
+
+
+def _create(
+    session: Session,
+    *,
+    actor: Member,
+    items: Sequence[ListingCreate],
+    embedder: Embedder,
+    field: Callable[[int], str],
+) -> list[Listing]:
     created = []
-    for data in items:
+    for position, data in enumerate(items):
         attributes = data.attributes.model_dump(mode="json")
         if data.kind == ListingKind.SCENARIO:
-            _check_linked_datasets(session, actor, attributes["linked_dataset_ids"])
+            _check_linked_datasets(
+                session, actor, attributes["linked_dataset_ids"], field=field(position)
+            )
         listing = Listing(
             **data.model_dump(mode="json", exclude={"attributes"}),
             attributes=attributes,
@@ -104,7 +120,10 @@ def create_many(
     return created
 
 
-def _check_linked_datasets(session: Session, actor: Member, ids: list[str]) -> None:
+def _check_linked_datasets(
+    session: Session, actor: Member, ids: list[str], *, field: str = "body"
+) -> None:
+    """Every id is a dataset the actor may see; errors are located under `field` (the item)."""
     for position, raw_id in enumerate(ids):
         linked = session.exec(
             select(Listing).where(Listing.id == uuid.UUID(raw_id), visible_to(actor))
@@ -114,7 +133,7 @@ def _check_linked_datasets(session: Session, actor: Member, ids: list[str]) -> N
                 "A linked dataset does not exist or is not visible to you.",
                 errors=[
                     FieldError(
-                        field=f"body.attributes.linked_dataset_ids.{position}",
+                        field=f"{field}.attributes.linked_dataset_ids.{position}",
                         message="not a visible dataset listing",
                     )
                 ],

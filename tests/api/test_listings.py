@@ -285,6 +285,81 @@ class TestCreateListing:
         assert listed_ids(client, owner) == before
 
 
+BATCH_URL = f"{URL}/batch"
+
+
+def post_batch(client: TestClient, actor: Actor | None, items: list[Any]) -> httpx.Response:
+    return client.post(BATCH_URL, json={"items": items}, headers=headers_of(actor))
+
+
+class TestCreateListingBatch:
+    def test_posts_every_listing_for_the_callers_organization_in_order(
+        self, client: TestClient
+    ) -> None:
+        owner = sign_up(client)
+        bodies = [listing_body(kind) for kind in KINDS]
+
+        response = post_batch(client, owner, bodies)
+
+        assert response.status_code == 201, response.text
+        created = response.json()["items"]
+        assert [item["title"] for item in created] == [body["title"] for body in bodies]
+        for item, kind in zip(created, KINDS, strict=True):
+            assert item["organization"]["id"] == owner.organization_id
+            assert item["version"] == 1
+            assert stored(client, owner, item["id"])["attributes"] == expected_attributes(kind)
+        assert sorted(listed_ids(client, owner)) == sorted(item["id"] for item in created)
+
+    @pytest.mark.parametrize(("body", "field"), INVALID_BODIES)
+    def test_one_invalid_item_refuses_the_batch_naming_it(
+        self, client: TestClient, body: dict[str, Any], field: str
+    ) -> None:
+        owner = sign_up(client)
+
+        response = post_batch(client, owner, [listing_body(), body])
+
+        item_field = field.replace("body.", "body.items.1.", 1)
+        assert_problem(response, 422, "validation_failed", field=item_field)
+        assert listed_ids(client, owner) == []
+
+    def test_a_scenario_linking_what_is_not_a_visible_dataset_refuses_the_batch(
+        self, client: TestClient
+    ) -> None:
+        owner, other = sign_up(client), sign_up(client)
+        hidden = create_listing(client, other, "dataset", visibility="private")["id"]
+        linking = with_attributes("scenario", linked_dataset_ids=[hidden])
+
+        response = post_batch(client, owner, [listing_body("dataset"), linking])
+
+        assert_problem(
+            response, 422, "invalid_input", field="body.items.1.attributes.linked_dataset_ids.0"
+        )
+        assert listed_ids(client, owner) == []
+
+    @pytest.mark.parametrize("count", [0, 101])
+    def test_a_batch_holds_1_to_100_listings(self, client: TestClient, count: int) -> None:
+        owner = sign_up(client)
+
+        response = post_batch(client, owner, [listing_body() for _ in range(count)])
+
+        assert_problem(response, 422, "validation_failed", field="body.items")
+        assert listed_ids(client, owner) == []
+
+    def test_signing_in_is_required(self, client: TestClient) -> None:
+        response = post_batch(client, None, [listing_body()])
+
+        assert_problem(response, 401, "unauthenticated")
+
+    def test_listings_cannot_be_posted_for_another_organization(self, client: TestClient) -> None:
+        poster, other = sign_up(client), sign_up(client)
+        body = listing_body(organization_id=other.organization_id)
+
+        response = post_batch(client, poster, [body])
+
+        assert_problem(response, 422, "validation_failed", field="body.items.0.organization_id")
+        assert listed_ids(client, other, organization_id=other.organization_id) == []
+
+
 class TestListListings:
     def test_anonymous_callers_see_only_published_public_listings(self, client: TestClient) -> None:
         catalogue = visibility_catalogue(client, sign_up(client))

@@ -929,6 +929,21 @@ class TestIndexFollowsListingWrites:
             lambda ids: ids == [model["id"]],
         ) == [model["id"]]
 
+    def test_listings_posted_in_a_batch_become_matchable(self, client: TestClient) -> None:
+        need_side, offer_side = university(client), company(client)
+        dataset = post(client, need_side, traffic_dataset())
+        response = client.post(
+            "/api/v1/listings/batch",
+            json={"items": [traffic_model(), defect_model()]},
+            headers=offer_side.headers,
+        )
+        assert response.status_code == 201, response.text
+        forecaster, detector = response.json()["items"]
+        assert eventually(
+            lambda: match_ids(client, dataset["id"], need_side),
+            lambda ids: len(ids) == 2,
+        ) == [forecaster["id"], detector["id"]]
+
     def test_a_text_change_changes_the_results(self, client: TestClient) -> None:
         offer_side = company(client)
         model = post(client, offer_side, defect_model())
