@@ -22,10 +22,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from matching.model_thread import ModelThread
 
 Precision = Literal["fp32", "bf16"]
 Vectors = npt.NDArray[np.float32]
@@ -373,6 +375,19 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _on_model_thread(method: Method) -> Method:
+    """Run the method on the embedder's model thread (see `matching.model_thread`)."""
+
+    @functools.wraps(method)
+    def on_model_thread(self: "SentenceTransformerEmbedder", *args: Any, **kwargs: Any) -> Any:
+        return self._model_thread.call(method, self, *args, **kwargs)
+
+    return cast(Method, on_model_thread)
+
+
 class SentenceTransformerEmbedder:
     """An `Embedder` over any sentence-transformers model, loaded from local files only.
 
@@ -420,6 +435,7 @@ class SentenceTransformerEmbedder:
             path, device=device, local_files_only=not allow_download
         )
         self._model.eval()
+        self._model_thread = ModelThread("embedder")
         self.bulk_threads = bulk_threads or os.cpu_count() or 1
         self._late_chunking = _pools_token_means(self._model)
         dimension = self._model.get_embedding_dimension()
@@ -430,6 +446,7 @@ class SentenceTransformerEmbedder:
         self.query_precision: Precision = native if query_precision == "auto" else query_precision
         self.bulk_precision: Precision = native if bulk_precision == "auto" else bulk_precision
 
+    @_on_model_thread
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 32, bulk: bool = False
     ) -> npt.NDArray[np.float32]:
@@ -451,6 +468,7 @@ class SentenceTransformerEmbedder:
                 batch_size=batch_size,
             )
 
+    @_on_model_thread
     def encode_spans(
         self,
         texts: Sequence[str],
@@ -513,6 +531,7 @@ class SentenceTransformerEmbedder:
             pooled.append(pool_spans(tokens, offsets, spans[n]))
         return vectors, pooled
 
+    @_on_model_thread
     def export_onnx(self, folder: str | os.PathLike[str]) -> bool:
         """Write an ONNX export of the model for `matching.onnx_encoder.OnnxEncoder`.
 
@@ -585,6 +604,7 @@ class SentenceTransformerEmbedder:
     def _bulk_threads(self, bulk: bool) -> AbstractContextManager[object]:
         return _torch_threads(self.bulk_threads) if bulk else nullcontext()
 
+    @_on_model_thread
     def encode_with(
         self, texts: Sequence[str], *, precision: Precision, batch_size: int = 32
     ) -> npt.NDArray[np.float32]:
