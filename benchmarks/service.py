@@ -7,8 +7,10 @@
 ingest: real ~200-word listings (demo catalogue entries, each description extended with benchmark
 texts of its kind to about 200 words), embedded by the app's encoder for writes, created through
 `marketplace.services.listings.create` one by one, then through `create_many` in batches (the
-demo loader and bulk imports), into a fresh SQLite data dir; the index apply is a
-`SearchIndex.sync()` timed after the writes.
+bulk path), into a fresh SQLite data dir; the index apply is a `SearchIndex.sync()` timed after
+the writes. Then the same through one real uvicorn worker: `POST /listings` one by one and
+`POST /listings/batch` of 32, sequentially from one client; there the index apply is the wait
+until a search finds the last listing.
 
 http and restart use a catalogue of --size listings in a SQLite data dir (default
 /tmp/scx-bench-<size>, built once and reused). Embedding 100k texts on two CPU cores takes about
@@ -241,7 +243,9 @@ def run_ingest(args: argparse.Namespace) -> None:
             assert touched == len(part), (touched, len(part))
             rows.append(_ingest_row(label, len(part), words, written, apply_s))
         engine.dispose()
-        rows += _ingest_over_http(migrated(Path(folder) / "http").data_dir, bodies, count, words)
+        http_dir = migrated(Path(folder) / "http").data_dir
+        shutil.copytree(settings.data_dir / "models", http_dir / "models")  # its ONNX export
+        rows += _ingest_over_http(http_dir, bodies, count, words)
     table(
         "Ingest of ~200-word listings (embed + store + index apply); target >= 60/s",
         ["path", "listings", "median words", "write s", "index apply s", "listings/s"],

@@ -51,10 +51,12 @@ def test_quality_smoke_prints_every_subset_and_method() -> None:
     assert all(0.0 <= float(row[2]) <= 1.0 for row in rows)  # nDCG@10
 
 
-def test_ingest_smoke_creates_every_listing_through_both_paths() -> None:
+def test_ingest_smoke_creates_every_listing_through_every_path() -> None:
     rows = _rows(_run("benchmarks/service.py", "ingest", "--smoke"))
     assert [row[:2] for row in rows] == [
         ["create, one by one", "30"],
         ["create_many, batches of 32", "30"],
+        ["POST /listings (HTTP), one by one", "30"],
+        ["POST /listings/batch (HTTP), 32 each", "30"],
     ]
     assert all(float(row[-1]) > 0 for row in rows)  # listings per second
