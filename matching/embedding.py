@@ -379,10 +379,14 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def _on_model_thread(method: Method) -> Method:
-    """Run the method on the embedder's model thread (see `matching.model_thread`)."""
+    """Run the method on the embedder's model thread (see `matching.model_thread`) when it runs
+    torch on several threads; a single-threaded call (a query, by default) forms no OpenMP team,
+    so it runs on its caller's thread, beside concurrent ones."""
 
     @functools.wraps(method)
     def on_model_thread(self: "SentenceTransformerEmbedder", *args: Any, **kwargs: Any) -> Any:
+        if self._torch_threads_for(bulk=kwargs.get("bulk", False)) == 1:
+            return method(self, *args, **kwargs)
         return self._model_thread.call(method, self, *args, **kwargs)
 
     return cast(Method, on_model_thread)
@@ -603,6 +607,12 @@ class SentenceTransformerEmbedder:
 
     def _bulk_threads(self, bulk: bool) -> AbstractContextManager[object]:
         return _torch_threads(self.bulk_threads) if bulk else nullcontext()
+
+    def _torch_threads_for(self, *, bulk: bool) -> int:
+        """How many torch threads a call runs on: the bulk count, else torch's setting."""
+        import torch
+
+        return self.bulk_threads if bulk else torch.get_num_threads()
 
     @_on_model_thread
     def encode_with(

@@ -43,6 +43,8 @@ class TestEmbedderRunsOnItsModelThread:
     def test_forward_passes_from_request_threads_all_run_on_one_thread(
         self, embedder: SentenceTransformerEmbedder
     ) -> None:
+        if embedder.bulk_threads == 1:
+            pytest.skip("one core: bulk calls are single-threaded and run on their callers")
         texts = ["Hourly traffic counts from road sensors.", "城市交通流量数据"]
         expected = embedder.encode(texts, bulk=True)
         forward_threads: set[int] = set()
@@ -59,3 +61,25 @@ class TestEmbedderRunsOnItsModelThread:
         assert len(forward_threads) == 1
         for vectors in results:
             np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+    def test_single_threaded_queries_run_on_their_callers_threads(
+        self, embedder: SentenceTransformerEmbedder
+    ) -> None:
+        """One torch thread forms no OpenMP team, so concurrent queries need not queue."""
+        assert embedder._torch_threads_for(bulk=False) == 1  # the default num_threads
+        forward_threads: set[int] = set()
+
+        def query(n: int) -> int:
+            embedder.encode([f"query {n}"])
+            return threading.get_ident()
+
+        hook = embedder._model.register_forward_hook(
+            lambda *_: forward_threads.add(threading.get_ident())
+        )
+        try:
+            with ThreadPoolExecutor(4) as callers:
+                callers_threads = set(callers.map(query, range(16)))
+        finally:
+            hook.remove()
+
+        assert forward_threads == callers_threads
