@@ -75,8 +75,18 @@ def _attributes(kind: str, a: dict[str, Any]) -> Attributes:
 def listing_facts(row: Listing) -> ListingFacts:
     """The facts of a stored listing, keyed by its integer row id."""
     assert row.row_id is not None, "only stored listings have facts"
+    return _facts(row, row.row_id)
+
+
+def listing_document_facts(row: Listing) -> ListingFacts:
+    """The facts of a listing that may not be stored yet, for what reads only its content (its
+    documents): a new listing has no row id, and gets the id -1, which no stored listing has."""
+    return _facts(row, -1 if row.row_id is None else row.row_id)
+
+
+def _facts(row: Listing, row_id: int) -> ListingFacts:
     return ListingFacts(
-        id=row.row_id,
+        id=row_id,
         kind=row.kind,  # type: ignore[arg-type]
         title=row.title,
         summary=row.summary,

@@ -5,17 +5,18 @@ Both are written in the transaction of the listing write that causes them (no co
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlmodel import Session, col, func, select
 
-from marketplace.listing_facts import listing_facts
+from marketplace.listing_facts import listing_document_facts
 from marketplace.models import IndexChange, Listing, ListingEmbedding, utc_now
 from matching.documents import semantic_document
 from matching.embedding import Embedder
-from matching.listing_vectors import embed_documents
+from matching.listing_vectors import ListingVectors, embed_documents
 
 
 def text_hash(model_name: str, text: str) -> str:
@@ -48,49 +49,96 @@ def record_changes(session: Session, row_ids: Sequence[int]) -> None:
     session.add_all(IndexChange(listing_row_id=row_id) for row_id in row_ids)
 
 
-def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder) -> int:
-    """Embed the listings whose embedded text (or model) changed, store, and record changes.
+@dataclass(frozen=True)
+class PreparedEmbeddings:
+    """Vectors computed for listings ahead of their write (see `prepare`).
 
-    The listings must be flushed (have row ids). Unchanged texts keep their stored vectors.
+    Attributes:
+        listings: the listings, in order; their row ids are read when stored.
+        hashes: the hash of each listing's embedded text.
+        stored: the listings' stored embedding rows, by row id (none for new listings).
+        stale: positions of the listings that were embedded (new or changed text).
+        vectors: their vectors, in the order of `stale`.
+    """
+
+    listings: Sequence[Listing]
+    hashes: list[str]
+    stored: dict[int, ListingEmbedding]
+    stale: list[int]
+    vectors: ListingVectors
+
+
+def prepare(
+    session: Session, listings: Sequence[Listing], *, embedder: Embedder
+) -> PreparedEmbeddings:
+    """Embed the listings whose embedded text (or model) changed, writing nothing.
+
+    Embedding takes tens of milliseconds a listing, so writers call this before their first
+    write: on SQLite the write lock is then held only for the writes, and concurrent requests
+    reach the model together, where their texts share one forward pass. New listings (no row id
+    yet) are all embedded; pending changes in the session are not flushed.
+    """
+    model_name = embedder.model_name
+    documents = [semantic_document(listing_document_facts(listing)) for listing in listings]
+    hashes = [text_hash(model_name, document.text) for document in documents]
+    row_ids = [listing.row_id for listing in listings if listing.row_id is not None]
+    stored: dict[int, ListingEmbedding] = {}
+    if row_ids:
+        with session.no_autoflush:
+            stored = {
+                row.listing_row_id: row
+                for row in session.exec(
+                    select(ListingEmbedding).where(
+                        col(ListingEmbedding.listing_row_id).in_(row_ids)
+                    )
+                )
+            }
+    stale = []
+    for i, (listing, digest) in enumerate(zip(listings, hashes, strict=True)):
+        row = stored.get(listing.row_id) if listing.row_id is not None else None
+        if row is None or row.text_hash != digest or row.sentence_vectors is None:
+            stale.append(i)
+    vectors = embed_documents(embedder, [documents[i] for i in stale])
+    return PreparedEmbeddings(listings, hashes, stored, stale, vectors)
+
+
+def store(session: Session, prepared: PreparedEmbeddings, *, embedder: Embedder) -> int:
+    """Write prepared embeddings and record the index changes; the listings must be flushed.
+
     Returns how many listings were embedded.
     """
-    if not listings:
-        return 0
-    model_name = embedder.model_name
-    documents = [semantic_document(listing_facts(listing)) for listing in listings]
-    hashes = [text_hash(model_name, document.text) for document in documents]
-    row_ids = [listing.row_id or 0 for listing in listings]
-    stored = {
-        row.listing_row_id: row
-        for row in session.exec(
-            select(ListingEmbedding).where(col(ListingEmbedding.listing_row_id).in_(row_ids))
-        )
-    }
-    stale = [
-        i
-        for i, (row_id, digest) in enumerate(zip(row_ids, hashes, strict=True))
-        if row_id not in stored
-        or stored[row_id].text_hash != digest
-        or stored[row_id].sentence_vectors is None
-    ]
-    embedded = embed_documents(embedder, [documents[i] for i in stale])
-    for position, i in enumerate(stale):
+    row_ids = []
+    for listing in prepared.listings:
+        if listing.row_id is None:
+            raise ValueError("store embeddings of flushed listings only")
+        row_ids.append(listing.row_id)
+    for position, i in enumerate(prepared.stale):
         fields: dict[str, Any] = {
-            "model_name": model_name,
-            "text_hash": hashes[i],
+            "model_name": embedder.model_name,
+            "text_hash": prepared.hashes[i],
             "dimension": embedder.dimension,
-            "vector": as_bytes(embedded.listings[position]),
-            "sentence_vectors": sentences_as_bytes(embedded.sentences[position]),
+            "vector": as_bytes(prepared.vectors.listings[position]),
+            "sentence_vectors": sentences_as_bytes(prepared.vectors.sentences[position]),
             "updated_at": utc_now(),
         }
-        row = stored.get(row_ids[i])
+        row = prepared.stored.get(row_ids[i])
         if row is None:
             row = ListingEmbedding(listing_row_id=row_ids[i], **fields)
         else:
             row.sqlmodel_update(fields)
         session.add(row)
     record_changes(session, row_ids)
-    return len(stale)
+    return len(prepared.stale)
+
+
+def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder) -> int:
+    """`prepare` and `store` in one step, for flushed listings.
+
+    Returns how many listings were embedded.
+    """
+    if not listings:
+        return 0
+    return store(session, prepare(session, listings, embedder=embedder), embedder=embedder)
 
 
 def listing_count(session: Session) -> int:

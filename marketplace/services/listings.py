@@ -105,10 +105,11 @@ def _create(
             attributes=attributes,
             organization_id=actor.organization_id,
         )
-        session.add(listing)
         created.append(listing)
+    prepared = embeddings.prepare(session, created, embedder=embedder)
+    session.add_all(created)
     session.flush()
-    embeddings.refresh(session, created, embedder=embedder)
+    embeddings.store(session, prepared, embedder=embedder)
     events.listings_published(
         session,
         listings=[listing for listing in created if listing.status == ListingStatus.PUBLISHED],
@@ -243,6 +244,8 @@ def update(
         changes["attributes"] = attributes.model_dump(mode="json")
         if listing.kind == ListingKind.SCENARIO:
             _check_linked_datasets(session, actor, changes["attributes"]["linked_dataset_ids"])
+    updated = Listing(**{name: getattr(listing, name) for name in Listing.model_fields} | changes)
+    prepared = embeddings.prepare(session, [updated], embedder=embedder)
     if (
         changes.get("status") == ListingStatus.PUBLISHED
         and listing.status != ListingStatus.PUBLISHED
@@ -255,7 +258,7 @@ def update(
         noun="listing",
     )
     session.refresh(listing)
-    embeddings.refresh(session, [listing], embedder=embedder)
+    embeddings.store(session, prepared, embedder=embedder)
     session.commit()
     return listing
 
