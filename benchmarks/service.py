@@ -8,9 +8,10 @@ ingest: real ~200-word listings (demo catalogue entries, each description extend
 texts of its kind to about 200 words), embedded by the app's encoder for writes, created through
 `marketplace.services.listings.create` one by one, then through `create_many` in batches (the
 bulk path), into a fresh SQLite data dir; the index apply is a `SearchIndex.sync()` timed after
-the writes. Then the same through one real uvicorn worker: `POST /listings` one by one and
-`POST /listings/batch` of 32, sequentially from one client; there the index apply is the wait
-until a search finds the last listing.
+the writes. Then the same through one real uvicorn worker: `POST /listings` one by one from one
+client and from 4 concurrent clients (whose texts the server embeds together), and
+`POST /listings/batch` of 32 from one client; there the index apply is the wait until a search
+finds the last listing.
 
 http and restart use a catalogue of --size listings in a SQLite data dir (default
 /tmp/scx-bench-<size>, built once and reused). Embedding 100k texts on two CPU cores takes about
@@ -46,6 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +63,8 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 ROOT = Path(__file__).resolve().parent.parent
+HTTP_CLIENTS = 4
+"""Concurrent clients of the ingest row that posts listings one by one from several."""
 sys.path.insert(0, str(ROOT))
 
 from marketplace import db, security  # noqa: E402
@@ -227,13 +231,13 @@ def run_ingest(args: argparse.Namespace) -> None:
         index.open()
         with Session(engine, expire_on_commit=False) as session:
             (actor,) = owners(session, 1)
-        bodies = ingest_bodies(2 * count, seed=7)
+        bodies = ingest_bodies(3 * count, seed=7)  # the third part: concurrent HTTP clients
         words = statistics.median(len(f"{b['summary']} {b['description']}".split()) for b in bodies)
         for label, run in (
             ("create, one by one", lambda b: _create_one_by_one(engine, actor, b, embedder)),
             ("create_many, batches of 32", lambda b: _create_many(engine, actor, b, embedder)),
         ):
-            part = bodies[:count] if label.startswith("create,") else bodies[count:]
+            part = bodies[:count] if label.startswith("create,") else bodies[count : 2 * count]
             started = time.perf_counter()
             run(part)
             written = time.perf_counter() - started
@@ -268,8 +272,10 @@ def _ingest_row(label: str, count: int, words: float, written: float, apply_s: f
 def _ingest_over_http(
     data_dir: Path, bodies: list[dict[str, Any]], count: int, words: float
 ) -> list[list[str]]:
-    """The same two paths through a real uvicorn worker: `POST /listings` one by one, then
-    `POST /listings/batch` of 32; "index apply" is the wait until search finds the last one."""
+    """The same paths through a real uvicorn worker: `POST /listings` one by one from one client
+    and from `HTTP_CLIENTS` concurrent clients, then `POST /listings/batch` of 32; "index apply"
+    is the wait until search finds the listing whose answer came last (SQLite commits one write
+    at a time, and the index applies changes in commit order)."""
     rows = []
     with server(data_dir, "flat") as (base, _), httpx.Client(base_url=base, timeout=60) as http:
         health_ready(base)  # writes embed with the model, as they do after the first seconds
@@ -285,20 +291,18 @@ def _ingest_over_http(
         signed_up.raise_for_status()
         token = http.post("/api/v1/auth/tokens", json=owner).raise_for_status().json()["token"]
         http.headers["Authorization"] = f"Bearer {token}"
-        for label, part, size in (
-            ("POST /listings (HTTP), one by one", bodies[:count], 1),
-            ("POST /listings/batch (HTTP), 32 each", bodies[count:], 32),
+        for label, part, size, clients in (
+            ("POST /listings (HTTP), one by one", bodies[:count], 1, 1),
+            (
+                f"POST /listings (HTTP), one by one, {HTTP_CLIENTS} clients",
+                bodies[2 * count :],
+                1,
+                HTTP_CLIENTS,
+            ),
+            ("POST /listings/batch (HTTP), 32 each", bodies[count : 2 * count], 32, 1),
         ):
             started = time.perf_counter()
-            created: list[dict[str, Any]] = []
-            for start in range(0, len(part), size):
-                if size == 1:
-                    response = http.post("/api/v1/listings", json=part[start]).raise_for_status()
-                    created.append(response.json())
-                else:
-                    batch = {"items": part[start : start + size]}
-                    response = http.post("/api/v1/listings/batch", json=batch).raise_for_status()
-                    created += response.json()["items"]
+            created = _post_listings(http, part, size, clients)
             written = time.perf_counter() - started
             # Drafts are never indexed: the last published one shows the index followed.
             _wait_until_found(
@@ -310,6 +314,26 @@ def _ingest_over_http(
                 )
             )
     return rows
+
+
+def _post_listings(
+    http: httpx.Client, bodies: list[dict[str, Any]], size: int, clients: int
+) -> list[dict[str, Any]]:
+    """Post the bodies one by one (size 1) or in batches, from `clients` concurrent senders;
+    the created listings in the order their answers came."""
+    created: list[dict[str, Any]] = []
+
+    def post(chunk: list[dict[str, Any]]) -> None:
+        if size == 1:
+            answer = http.post("/api/v1/listings", json=chunk[0]).raise_for_status()
+            created.append(answer.json())
+        else:
+            answer = http.post("/api/v1/listings/batch", json={"items": chunk})
+            created.extend(answer.raise_for_status().json()["items"])
+
+    with ThreadPoolExecutor(clients) as senders:
+        list(senders.map(post, [bodies[n : n + size] for n in range(0, len(bodies), size)]))
+    return created
 
 
 def _wait_until_found(http: httpx.Client, listing: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -472,7 +473,6 @@ class SentenceTransformerEmbedder:
                 batch_size=batch_size,
             )
 
-    @_on_model_thread
     def encode_spans(
         self,
         texts: Sequence[str],
@@ -485,7 +485,9 @@ class SentenceTransformerEmbedder:
 
         A span's vector is the mean of its contextual token vectors, which is how the model
         pools a whole text, so span and text vectors share one space. Models that pool otherwise
-        (CLS token, extra layers) embed the spans separately.
+        (CLS token, extra layers) embed the spans separately. Calls that run on the model thread
+        (see `_on_model_thread`) and wait there together share forward passes: concurrent
+        requests that each post one listing are embedded as one batch.
 
         Args:
             texts: the texts.
@@ -502,19 +504,31 @@ class SentenceTransformerEmbedder:
             return encode_spans_separately(self, texts, spans, batch_size=batch_size, bulk=bulk)
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32), []
+        items = list(zip(texts, spans, strict=True))
+        forward = _SpansPass(self, bulk=bulk, batch_size=batch_size)
+        if self._torch_threads_for(bulk=bulk) == 1:
+            results = forward(items)
+        else:
+            results = self._model_thread.call_batched(forward, items)
+        return np.stack([vector for vector, _ in results]), [pooled for _, pooled in results]
+
+    def _encode_spans_now(
+        self, texts: list[str], spans: list[Sequence[Span]], *, batch_size: int, bulk: bool
+    ) -> list[tuple[Vectors, Vectors]]:
+        """`encode_spans` on the calling thread: each text's vector and its spans' vectors."""
         import torch
 
         precision = self.bulk_precision if bulk else self.query_precision
         with self._bulk_threads(bulk), torch.inference_mode(), self._autocast(precision):
             outputs: list[dict[str, Any]] = self._model.encode(  # type: ignore[assignment]
-                list(texts),
+                texts,
                 batch_size=batch_size,
                 show_progress_bar=False,
                 output_value=None,
                 convert_to_numpy=False,
             )
         tokenized = self._model.tokenizer(
-            list(texts),
+            texts,
             truncation="longest_first",
             max_length=self._model.max_seq_length,
             return_offsets_mapping=True,
@@ -522,18 +536,18 @@ class SentenceTransformerEmbedder:
         vectors = normalize_rows(
             np.stack([output["sentence_embedding"].float().numpy() for output in outputs])
         )
-        pooled = []
+        results = []
         for n, output in enumerate(outputs):
             length = int(output["attention_mask"].sum())
             if output["input_ids"][:length].tolist() != tokenized["input_ids"][n]:
                 # The model tokenised differently (e.g. a prompt): no offsets to pool by.
                 _, (own,) = encode_spans_separately(self, [texts[n]], [spans[n]], bulk=bulk)
-                pooled.append(own)
+                results.append((vectors[n], own))
                 continue
             tokens = output["token_embeddings"][:length].float().numpy()
             offsets = np.asarray(tokenized["offset_mapping"][n], dtype=np.int64)
-            pooled.append(pool_spans(tokens, offsets, spans[n]))
-        return vectors, pooled
+            results.append((vectors[n], pool_spans(tokens, offsets, spans[n])))
+        return results
 
     @_on_model_thread
     def export_onnx(self, folder: str | os.PathLike[str]) -> bool:
@@ -656,6 +670,27 @@ class SentenceTransformerEmbedder:
         return (
             f"SentenceTransformerEmbedder({self.model_name!r}, dimension={self.dimension}, "
             f"query={self.query_precision}, bulk={self.bulk_precision})"
+        )
+
+
+@dataclass(frozen=True)
+class _SpansPass:
+    """`encode_spans` work over (text, spans) items; equal passes (one embedder, one precision
+    and batch size) waiting on the model thread together run as one (`ModelThread.call_batched`).
+    """
+
+    embedder: SentenceTransformerEmbedder
+    bulk: bool
+    batch_size: int
+
+    def __call__(
+        self, items: Sequence[tuple[str, Sequence[Span]]]
+    ) -> list[tuple[Vectors, Vectors]]:
+        return self.embedder._encode_spans_now(
+            [text for text, _ in items],
+            [spans for _, spans in items],
+            batch_size=self.batch_size,
+            bulk=self.bulk,
         )
 
 

@@ -57,6 +57,7 @@ def test_ingest_smoke_creates_every_listing_through_every_path() -> None:
         ["create, one by one", "30"],
         ["create_many, batches of 32", "30"],
         ["POST /listings (HTTP), one by one", "30"],
+        ["POST /listings (HTTP), one by one, 4 clients", "30"],
         ["POST /listings/batch (HTTP), 32 each", "30"],
     ]
     assert all(float(row[-1]) > 0 for row in rows)  # listings per second
