@@ -10,10 +10,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from schemas.codes import CurrencyCode, LicenceId
 from schemas.listings import OrganizationRef
+from schemas.strict import StrictModel
 from schemas.text import LongText, Markdown, Paragraph, ShortText, Title
 
 
@@ -128,17 +129,13 @@ class Confidentiality(StrEnum):
     MUTUAL = "mutual"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Milestone(_Strict):
+class Milestone(StrictModel):
     title: ShortText
     due: date
     deliverables: Annotated[list[ShortText], Field(max_length=20)] = Field(default_factory=list)
 
 
-class DataUseTerms(_Strict):
+class DataUseTerms(StrictModel):
     allowed_purposes: Annotated[list[ShortText], Field(min_length=1, max_length=20)]
     retention_days: int = Field(ge=0, le=36_500)
     onward_sharing: bool = False
@@ -146,7 +143,7 @@ class DataUseTerms(_Strict):
     personal_data: PersonalData = PersonalData.NONE
 
 
-class ComputeTerms(_Strict):
+class ComputeTerms(StrictModel):
     listing_id: UUID = Field(description="The compute listing (one of the agreement's) rented.")
     gpu_hours: GpuHours
     accelerator: ShortText
@@ -154,23 +151,23 @@ class ComputeTerms(_Strict):
     window_end: date
 
 
-class PriceTerms(_Strict):
+class PriceTerms(StrictModel):
     amount: Amount
     currency: CurrencyCode
     schedule: PaymentSchedule
 
 
-class ResultsTerms(_Strict):
+class ResultsTerms(StrictModel):
     ownership: IpOwnership
     licence: LicenceId | None = Field(default=None, description="SPDX licence of the results.")
 
 
-class ConfidentialityTerms(_Strict):
+class ConfidentialityTerms(StrictModel):
     level: Confidentiality = Confidentiality.MUTUAL
     years: int = Field(default=3, ge=0, le=50)
 
 
-class Terms(_Strict):
+class Terms(StrictModel):
     """One version of an agreement's terms; immutable once proposed, hashed canonically."""
 
     purpose: Annotated[LongText, Field(min_length=1)]
@@ -187,12 +184,12 @@ class Terms(_Strict):
     text: Markdown = Field(default="", description="Free text, part of the signed terms.")
 
 
-class PartyProposal(_Strict):
+class PartyProposal(StrictModel):
     organization_id: UUID
     listing_ids: Annotated[list[UUID], Field(min_length=1, max_length=20)]
 
 
-class AgreementCreate(_Strict):
+class AgreementCreate(StrictModel):
     type: AgreementType
     title: Title
     parties: Annotated[list[PartyProposal], Field(min_length=2, max_length=10)] = Field(
@@ -204,12 +201,12 @@ class AgreementCreate(_Strict):
     )
 
 
-class CounterProposal(_Strict):
+class CounterProposal(StrictModel):
     terms: Terms
     respond_by: AwareDatetime | None = None
 
 
-class TransitionRequest(_Strict):
+class TransitionRequest(StrictModel):
     action: AgreementAction = Field(description="Counter-proposals go to `.../counter`.")
     terms_version: int | None = Field(
         default=None,
@@ -220,7 +217,7 @@ class TransitionRequest(_Strict):
     reason: Paragraph | None = Field(default=None, description="Required to reject or terminate.")
 
 
-class CommentCreate(_Strict):
+class CommentCreate(StrictModel):
     body: Annotated[LongText, Field(min_length=1)]
 
 

@@ -4,10 +4,11 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from schemas.members import MemberRead
 from schemas.organizations import OrganizationRead
+from schemas.strict import StrictModel
 from schemas.text import no_nul
 
 TokenName = Annotated[
@@ -17,9 +18,7 @@ TokenName = Annotated[
 ]
 
 
-class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenRequest(StrictModel):
     email: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=3, max_length=320),

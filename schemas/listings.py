@@ -14,7 +14,6 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
@@ -23,6 +22,7 @@ from pydantic import (
 from schemas.codes import CountryCode, CurrencyCode, LanguageCode, LicenceId
 from schemas.organizations import OrganizationKind
 from schemas.partial import Omittable
+from schemas.strict import StrictModel
 from schemas.text import LongText, Markdown, ShortText, Title, no_nul
 
 
@@ -166,11 +166,7 @@ Keywords = Annotated[str, AfterValidator(no_nul)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetAttributes(_Strict):
+class DatasetAttributes(StrictModel):
     modality: Modality
     record_count: int | None = Field(default=None, ge=0)
     size_gb: float | None = Field(default=None, ge=0, le=1e9)
@@ -181,12 +177,12 @@ class DatasetAttributes(_Strict):
     documentation_url: AnyHttpUrl | None = None
 
 
-class Site(_Strict):
+class Site(StrictModel):
     city: ShortText
     facility: ShortText | None = None
 
 
-class ScenarioAttributes(_Strict):
+class ScenarioAttributes(StrictModel):
     problem_statement: LongText
     desired_outcome: LongText
     site: Site | None = None
@@ -213,12 +209,12 @@ class ScenarioAttributes(_Strict):
         return self
 
 
-class DataCentreLocation(_Strict):
+class DataCentreLocation(StrictModel):
     country: CountryCode
     city: ShortText | None = None
 
 
-class ComputeAttributes(_Strict):
+class ComputeAttributes(StrictModel):
     accelerator_model: ShortText
     accelerator_vendor: ShortText
     accelerator_count: int = Field(ge=1, le=1_000_000)
@@ -243,7 +239,7 @@ class ComputeAttributes(_Strict):
         return self
 
 
-class ModelAttributes(_Strict):
+class ModelAttributes(StrictModel):
     tasks: Annotated[list[Task], Field(min_length=1, max_length=20)]
     modality: Modality
     languages: Annotated[list[LanguageCode], Field(max_length=50)] = Field(default_factory=list)
@@ -255,7 +251,7 @@ class ModelAttributes(_Strict):
     model_card_url: AnyHttpUrl | None = None
 
 
-class _ListingFields(_Strict):
+class _ListingFields(StrictModel):
     title: Title
     summary: Summary = ""
     description: Markdown = ""
@@ -297,7 +293,7 @@ MAX_BATCH_SIZE = 100
 """The most listings one `POST /listings/batch` creates."""
 
 
-class ListingBatchCreate(_Strict):
+class ListingBatchCreate(StrictModel):
     """Listings posted together (a city's scenario list, a university's catalogue): all of them
     are created, or none."""
 
@@ -312,7 +308,7 @@ ATTRIBUTES_BY_KIND: dict[ListingKind, type[BaseModel]] = {
 }
 
 
-class ListingUpdate(_Strict):
+class ListingUpdate(StrictModel):
     """A partial update: fields left out stay; `attributes` replaces the kind's as a whole."""
 
     title: Omittable[Title] = None

@@ -4,11 +4,12 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from schemas.codes import CountryCode
 from schemas.listings import ListingKind, OrganizationRef, Sector, Side
 from schemas.organizations import OrganizationKind
+from schemas.strict import StrictModel
 from schemas.text import no_nul
 
 MAX_MATCHES = 50
@@ -82,10 +83,8 @@ QueryText = Annotated[
 ]
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(StrictModel):
     """Free text (English or Chinese) and filters; either side or both."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: QueryText
     kinds: Annotated[list[ListingKind], Field(max_length=4)] | None = None
@@ -115,9 +114,7 @@ class PartnerList(BaseModel):
     items: list[PartnerRead]
 
 
-class FeedbackCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FeedbackCreate(StrictModel):
     verdict: FeedbackVerdict
     reason: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=1_000), AfterValidator(no_nul)

@@ -5,8 +5,9 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints
 
+from schemas.strict import StrictModel
 from schemas.text import no_nul
 
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256), AfterValidator(no_nul)]
@@ -26,17 +27,13 @@ class Role(StrEnum):
 MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OwnerSignUp(_Strict):
+class OwnerSignUp(StrictModel):
     email: EmailStr
     display_name: DisplayName
     password: Password
 
 
-class MemberCreate(_Strict):
+class MemberCreate(StrictModel):
     email: EmailStr
     display_name: DisplayName
     password: Password

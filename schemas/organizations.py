@@ -10,13 +10,13 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
-    ConfigDict,
     StringConstraints,
     model_validator,
 )
 
 from schemas.codes import CountryCode
 from schemas.members import MemberRead, OwnerSignUp
+from schemas.strict import StrictModel
 from schemas.text import no_nul
 
 
@@ -50,11 +50,7 @@ Region = Annotated[
 Description = Annotated[str, StringConstraints(max_length=5_000), AfterValidator(no_nul)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OrganizationFields(_Strict):
+class OrganizationFields(StrictModel):
     name: OrgName
     slug: Slug | None = None
     kind: OrganizationKind
@@ -64,14 +60,14 @@ class OrganizationFields(_Strict):
     description: Description = ""
 
 
-class OrganizationSignUp(_Strict):
+class OrganizationSignUp(StrictModel):
     """Self-service sign-up: the organization and its first owner in one request."""
 
     organization: OrganizationFields
     owner: OwnerSignUp
 
 
-class OrganizationUpdate(_Strict):
+class OrganizationUpdate(StrictModel):
     """A partial update: omitted fields stay; only `website` may be cleared with null."""
 
     name: OrgName | None = None
@@ -91,7 +87,7 @@ class OrganizationUpdate(_Strict):
         return self
 
 
-class VerificationUpdate(_Strict):
+class VerificationUpdate(StrictModel):
     verified: bool
 
 

@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from schemas.codes import CountryCode
 from schemas.listings import ListingKind, Sector, Side
 from schemas.matches import QueryText
 from schemas.organizations import OrganizationKind
 from schemas.partial import Omittable
+from schemas.strict import StrictModel
 from schemas.text import ShortText
 
 MinScore = Annotated[
@@ -34,11 +35,7 @@ _TEXT = "Free text (English or Chinese) to look for; give this or `listing_id`."
 _LISTING = "One of your organization's listings whose new counterparts to look for."
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SavedSearchCreate(_Strict):
+class SavedSearchCreate(StrictModel):
     name: ShortText
     text: QueryText | None = Field(default=None, description=_TEXT)
     listing_id: UUID | None = Field(default=None, description=_LISTING)
@@ -51,7 +48,7 @@ class SavedSearchCreate(_Strict):
     enabled: bool = True
 
 
-class SavedSearchUpdate(_Strict):
+class SavedSearchUpdate(StrictModel):
     """Fields to change; a filter, `text` or `listing_id` sent as null is cleared."""
 
     name: Omittable[ShortText] = None

@@ -7,9 +7,10 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, UrlConstraints
 
 from schemas.events import EventType
+from schemas.strict import StrictModel
 from schemas.text import Paragraph
 
 SECRET_PREFIX = "whsec_"
@@ -39,11 +40,7 @@ EventTypes = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WebhookEndpointCreate(_Strict):
+class WebhookEndpointCreate(StrictModel):
     url: WebhookUrl
     event_types: EventTypes
     description: Paragraph = ""
@@ -52,7 +49,7 @@ class WebhookEndpointCreate(_Strict):
     )
 
 
-class WebhookEndpointUpdate(_Strict):
+class WebhookEndpointUpdate(StrictModel):
     url: WebhookUrl | None = None
     event_types: EventTypes | None = None
     description: Paragraph | None = None
