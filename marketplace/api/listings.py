@@ -88,7 +88,7 @@ def create_listings(
 ) -> ListingBatch:
     """Post up to 100 listings for your organization at once: all are created, or none.
 
-    About 2.5 times as fast per listing as posting them one by one: their texts are embedded
+    1.5 to 2.5 times as fast per listing as posting them one by one: their texts are embedded
     together. A scenario may link only datasets that existed before the batch.
     """
     created = listings.create_many(

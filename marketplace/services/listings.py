@@ -76,8 +76,8 @@ def create_many(
 ) -> list[Listing]:
     """Post several listings in one transaction (all or none), embedded in one batch.
 
-    Embedding texts together is about 2.5 times faster than one by one (bulk imports). A scenario
-    may link only datasets that existed before the call. Errors name the item as
+    Embedding texts together is 1.5 to 2.5 times faster than one by one, by CPU (bulk imports).
+    A scenario may link only datasets that existed before the call. Errors name the item as
     `body.items.<position>`.
     """
     return _create(
@@ -116,8 +116,12 @@ def _create(
         actor=actor,
     )
     session.commit()
-    for listing in created:
-        session.refresh(listing)
+    # One query reloads them all (their organization, for the response).
+    session.exec(
+        select(Listing)
+        .where(col(Listing.row_id).in_([listing.row_id for listing in created]))
+        .execution_options(populate_existing=True)
+    ).unique().all()
     return created
 
 

@@ -142,6 +142,8 @@ def enqueue(session: Session, audiences: Sequence[tuple[Event, Iterable[uuid.UUI
     """Queue each event for every enabled endpoint of its audience's organizations that
     subscribed to it, in the caller's transaction (the transactional outbox)."""
     wanted = {organization for _, audience in audiences for organization in audience}
+    if not wanted:
+        return
     endpoints = session.exec(
         select(WebhookEndpoint).where(
             col(WebhookEndpoint.organization_id).in_(sorted(wanted)),
