@@ -70,7 +70,8 @@ class ModelThread:
 
         Calls of an equal function waiting when the worker takes this one run with it as one
         call over all their items (up to `max_batch_items`, never splitting a caller's items),
-        in arrival order; each caller gets its own items' results.
+        in arrival order; each caller gets its own items' results. If the merged call fails,
+        each caller's items run again alone, so an error reaches only the callers it belongs to.
 
         Args:
             function: maps items to one result each, in order; it must treat items
@@ -97,16 +98,43 @@ class ModelThread:
         self._inside.active = True
         while True:
             jobs = self._next_jobs()
-            try:
-                if jobs[0].batched:
-                    self._run_batched(jobs)
-                else:
-                    job = jobs[0]
-                    job.future.set_result(job.function(*job.arguments, **job.keywords))
-            except BaseException as error:  # the callers get the error; the thread serves on
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(error)
+            if len(jobs) > 1:
+                self._run_merged(jobs)
+            else:
+                self._run_alone(jobs[0])
+
+    @staticmethod
+    def _run_alone(job: _Job) -> None:
+        """Run one job; its caller gets the result or the error, and the thread serves on."""
+        try:
+            if job.batched:
+                results = list(job.function(job.items))
+                if len(results) != len(job.items):
+                    raise ValueError(f"{len(job.items)} items gave {len(results)} results")
+                job.future.set_result(results)
+            else:
+                job.future.set_result(job.function(*job.arguments, **job.keywords))
+        except BaseException as error:
+            job.future.set_exception(error)
+
+    def _run_merged(self, jobs: list[_Job]) -> None:
+        """Run batched jobs as one call; if it fails, each alone, so that only the callers whose
+        items fail get an error, not their neighbours."""
+        items = [item for job in jobs for item in job.items]
+        try:
+            results = list(jobs[0].function(items))
+            succeeded = len(results) == len(items)
+        except Exception:
+            succeeded = False
+        if not succeeded:
+            for job in jobs:
+                self._run_alone(job)
+            return
+        start = 0
+        for job in jobs:
+            end = start + len(job.items)
+            job.future.set_result(results[start:end])
+            start = end
 
     def _next_jobs(self) -> list[_Job]:
         """The next job and, when it is batched, the waiting jobs that run with it."""
@@ -127,15 +155,3 @@ class ModelThread:
                     rest.append(job)
             self._jobs.extendleft(reversed(rest))
             return taken
-
-    @staticmethod
-    def _run_batched(jobs: list[_Job]) -> None:
-        items = [item for job in jobs for item in job.items]
-        results = list(jobs[0].function(items))
-        if len(results) != len(items):
-            raise ValueError(f"{len(items)} items gave {len(results)} results")
-        start = 0
-        for job in jobs:
-            end = start + len(job.items)
-            job.future.set_result(results[start:end])
-            start = end

@@ -125,23 +125,29 @@ class TestCallBatched:
 
         assert double.runs == [[1, 2, 6, 7], [3, 4, 5], [8, 9, 10, 11, 12]]
 
-    def test_an_error_reaches_every_caller_of_the_run_and_the_thread_serves_on(self) -> None:
+    def test_a_failing_item_fails_only_its_own_caller_and_the_thread_serves_on(self) -> None:
         runner = ModelThread("test-model")
+        runs: list[list[int]] = []
 
-        def fail(items: Sequence[int]) -> list[int]:
-            raise RuntimeError(f"no model for {list(items)}")
+        def double_but_not_13(items: Sequence[int]) -> list[int]:
+            runs.append(list(items))
+            if 13 in items:
+                raise RuntimeError("no 13")
+            return [2 * item for item in items]
 
-        def outcome(items: list[int]) -> str:
+        def outcome(items: list[int]) -> object:
             try:
-                runner.call_batched(fail, items)
+                return runner.call_batched(double_but_not_13, items)
             except RuntimeError as error:
                 return str(error)
-            return "no error"
 
-        results = submit_while_held(runner, [lambda: outcome([1]), lambda: outcome([2])])
+        results = submit_while_held(
+            runner, [lambda: outcome([1]), lambda: outcome([13, 2]), lambda: outcome([3])]
+        )
 
-        assert results == ["no model for [1, 2]"] * 2
-        assert runner.call_batched(Doubler(), [5]) == [10]
+        assert results == [[2], "no 13", [6]]
+        assert runs == [[1, 13, 2, 3], [1], [13, 2], [3]]  # merged, then each alone
+        assert runner.call_batched(double_but_not_13, [5]) == [10]
 
     def test_a_function_that_loses_results_is_an_error(self) -> None:
         runner = ModelThread("test-model")
