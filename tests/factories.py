@@ -15,9 +15,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from marketplace import security
-from marketplace.services import members
+from marketplace.models import Member
+from marketplace.services import members, organizations
 from schemas.errors import PROBLEM_MEDIA_TYPE
-from schemas.members import MemberCreate
+from schemas.members import MemberCreate, Role
+from schemas.organizations import OrganizationFields
 
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count(1)
@@ -325,3 +327,21 @@ def acted(
     response = act(client, actor, agreement, action, **fields)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def owner_of_new_organization(engine: Engine, name: str, kind: str = "company") -> Member:
+    """The owner of a new organization, made through the services (no HTTP)."""
+    with Session(engine, expire_on_commit=False) as session:
+        organization = organizations.create(
+            session, fields=OrganizationFields(name=name, kind=kind, country="CN")
+        )
+        return members.create(
+            session,
+            organization_id=organization.id,
+            data=MemberCreate(
+                email=f"{uuid.uuid4().hex[:8]}@example.org",
+                display_name="Owner",
+                password=PASSWORD,
+                role=Role.OWNER,
+            ),
+        )

@@ -9,14 +9,12 @@ from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from marketplace.models import Event, EventChain, MatchAlertJob, Member, WebhookDelivery
-from marketplace.services import events, listings, members, organizations, webhooks
+from marketplace.services import events, listings, webhooks
 from matching.embedding import Embedder
 from schemas.events import EventType, SubjectType
 from schemas.listings import ListingCreate, ListingUpdate
-from schemas.members import MemberCreate, Role
-from schemas.organizations import OrganizationFields
 from schemas.webhooks import WebhookEndpointCreate
-from tests.factories import PASSWORD, listing_body
+from tests.factories import listing_body, owner_of_new_organization
 
 AGREEMENT = SubjectType.AGREEMENT
 
@@ -24,20 +22,8 @@ AGREEMENT = SubjectType.AGREEMENT
 @pytest.fixture
 def owner(engine: Engine) -> Member:
     """An organization's owner, with an endpoint subscribed to two event types."""
+    member = owner_of_new_organization(engine, "Chain Test Lab")
     with Session(engine, expire_on_commit=False) as session:
-        organization = organizations.create(
-            session, fields=OrganizationFields(name="Chain Test Lab", kind="company", country="CN")
-        )
-        member = members.create(
-            session,
-            organization_id=organization.id,
-            data=MemberCreate(
-                email=f"{uuid.uuid4().hex[:8]}@example.org",
-                display_name="Owner",
-                password=PASSWORD,
-                role=Role.OWNER,
-            ),
-        )
         webhooks.create(
             session,
             actor=member,

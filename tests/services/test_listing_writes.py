@@ -1,6 +1,5 @@
 """Listing writes embed before they write, so no transaction holds a lock while the model runs."""
 
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -14,13 +13,11 @@ from sqlmodel import Session, select
 
 from marketplace.listing_facts import listing_document_facts
 from marketplace.models import ListingEmbedding, Member
-from marketplace.services import embeddings, listings, members, organizations
+from marketplace.services import embeddings, listings
 from matching.documents import semantic_document
 from matching.embedding import Embedder, Span, encode_spans
 from schemas.listings import ListingCreate, ListingUpdate
-from schemas.members import MemberCreate, Role
-from schemas.organizations import OrganizationFields
-from tests.factories import PASSWORD, listing_body
+from tests.factories import listing_body, owner_of_new_organization
 
 parse = TypeAdapter(ListingCreate).validate_python
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -70,21 +67,7 @@ def statements_of(engine: Engine) -> Iterator[list[str]]:
 
 @pytest.fixture
 def owner(engine: Engine) -> Member:
-    with Session(engine, expire_on_commit=False) as session:
-        organization = organizations.create(
-            session,
-            fields=OrganizationFields(name="Write Order Lab", kind="university", country="CN"),
-        )
-        return members.create(
-            session,
-            organization_id=organization.id,
-            data=MemberCreate(
-                email=f"{uuid.uuid4().hex[:8]}@example.org",
-                display_name="Owner",
-                password=PASSWORD,
-                role=Role.OWNER,
-            ),
-        )
+    return owner_of_new_organization(engine, "Write Order Lab", kind="university")
 
 
 @pytest.mark.slow

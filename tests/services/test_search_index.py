@@ -16,13 +16,11 @@ from sqlmodel import Session
 
 from marketplace.models import Listing, ListingEmbedding, Member
 from marketplace.search_index import SearchIndex
-from marketplace.services import embeddings, listings, matches, members, organizations
+from marketplace.services import embeddings, listings, matches
 from matching.embedding import BackgroundLoadedEmbedder, Embedder
 from schemas.listings import ListingCreate, ListingUpdate
 from schemas.matches import MatchRead, SearchRequest
-from schemas.members import MemberCreate, Role
-from schemas.organizations import OrganizationFields
-from tests.factories import PASSWORD, listing_body
+from tests.factories import listing_body, owner_of_new_organization
 
 _parse = TypeAdapter(ListingCreate).validate_python
 
@@ -37,23 +35,6 @@ TEXTS = {
 @pytest.fixture
 def owner(engine: Engine) -> Member:
     return owner_of_new_organization(engine, "Snapshot Lab")
-
-
-def owner_of_new_organization(engine: Engine, name: str) -> Member:
-    with Session(engine, expire_on_commit=False) as session:
-        organization = organizations.create(
-            session, fields=OrganizationFields(name=name, kind="company", country="CN")
-        )
-        return members.create(
-            session,
-            organization_id=organization.id,
-            data=MemberCreate(
-                email=f"{uuid.uuid4().hex[:8]}@example.org",
-                display_name="Owner",
-                password=PASSWORD,
-                role=Role.OWNER,
-            ),
-        )
 
 
 def create(engine: Engine, owner: Member, embedder: Embedder, kind: str, **extra: Any) -> Listing:
