@@ -54,6 +54,8 @@ class PreparedEmbeddings:
     """Vectors computed for listings ahead of their write (see `prepare`).
 
     Attributes:
+        model_name: the model that embedded them.
+        dimension: the length of its vectors.
         listings: the listings, in order; their row ids are read when stored.
         hashes: the hash of each listing's embedded text.
         stored: the listings' stored embedding rows, by row id (none for new listings).
@@ -61,6 +63,8 @@ class PreparedEmbeddings:
         vectors: their vectors, in the order of `stale`.
     """
 
+    model_name: str
+    dimension: int
     listings: Sequence[Listing]
     hashes: list[str]
     stored: dict[int, ListingEmbedding]
@@ -99,10 +103,12 @@ def prepare(
         if row is None or row.text_hash != digest or row.sentence_vectors is None:
             stale.append(i)
     vectors = embed_documents(embedder, [documents[i] for i in stale])
-    return PreparedEmbeddings(listings, hashes, stored, stale, vectors)
+    return PreparedEmbeddings(
+        model_name, embedder.dimension, listings, hashes, stored, stale, vectors
+    )
 
 
-def store(session: Session, prepared: PreparedEmbeddings, *, embedder: Embedder) -> int:
+def store(session: Session, prepared: PreparedEmbeddings) -> int:
     """Write prepared embeddings and record the index changes; the listings must be flushed.
 
     Returns how many listings were embedded.
@@ -114,9 +120,9 @@ def store(session: Session, prepared: PreparedEmbeddings, *, embedder: Embedder)
         row_ids.append(listing.row_id)
     for position, i in enumerate(prepared.stale):
         fields: dict[str, Any] = {
-            "model_name": embedder.model_name,
+            "model_name": prepared.model_name,
             "text_hash": prepared.hashes[i],
-            "dimension": embedder.dimension,
+            "dimension": prepared.dimension,
             "vector": as_bytes(prepared.vectors.listings[position]),
             "sentence_vectors": sentences_as_bytes(prepared.vectors.sentences[position]),
             "updated_at": utc_now(),
@@ -138,7 +144,7 @@ def refresh(session: Session, listings: Sequence[Listing], *, embedder: Embedder
     """
     if not listings:
         return 0
-    return store(session, prepare(session, listings, embedder=embedder), embedder=embedder)
+    return store(session, prepare(session, listings, embedder=embedder))
 
 
 def listing_count(session: Session) -> int:

@@ -109,7 +109,7 @@ def _create(
     prepared = embeddings.prepare(session, created, embedder=embedder)
     session.add_all(created)
     session.flush()
-    embeddings.store(session, prepared, embedder=embedder)
+    embeddings.store(session, prepared)
     events.listings_published(
         session,
         listings=[listing for listing in created if listing.status == ListingStatus.PUBLISHED],
@@ -262,7 +262,7 @@ def update(
         noun="listing",
     )
     session.refresh(listing)
-    embeddings.store(session, prepared, embedder=embedder)
+    embeddings.store(session, prepared)
     session.commit()
     return listing
 
