@@ -354,7 +354,7 @@ def bf16_supported(device: str = "cpu") -> bool:
         True when bf16 matrix products run natively.
     """
     if device == "cpu":
-        return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+        return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
     if not device.startswith("cuda"):
         return False
     import torch
@@ -363,7 +363,7 @@ def bf16_supported(device: str = "cpu") -> bool:
 
 
 @functools.cache
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux lists them (x86 "flags", Arm "Features"), or none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -386,7 +386,7 @@ def _on_model_thread(method: Method) -> Method:
 
     @functools.wraps(method)
     def on_model_thread(self: "SentenceTransformerEmbedder", *args: Any, **kwargs: Any) -> Any:
-        if self._torch_threads_for(bulk=kwargs.get("bulk", False)) == 1:
+        if self._on_callers_thread(bulk=kwargs.get("bulk", False)):
             return method(self, *args, **kwargs)
         return self._model_thread.call(method, self, *args, **kwargs)
 
@@ -506,7 +506,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32), []
         items = list(zip(texts, spans, strict=True))
         forward = _SpansPass(self, bulk=bulk, batch_size=batch_size)
-        if self._torch_threads_for(bulk=bulk) == 1:
+        if self._on_callers_thread(bulk=bulk):
             results = forward(items)
         else:
             results = self._model_thread.call_batched(forward, items)
@@ -627,6 +627,11 @@ class SentenceTransformerEmbedder:
         import torch
 
         return self.bulk_threads if bulk else torch.get_num_threads()
+
+    def _on_callers_thread(self, *, bulk: bool) -> bool:
+        """Whether a call runs on its caller's thread rather than the model thread: one torch
+        thread forms no OpenMP team (see `_on_model_thread`)."""
+        return self._torch_threads_for(bulk=bulk) == 1
 
     @_on_model_thread
     def encode_with(

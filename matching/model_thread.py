@@ -82,7 +82,7 @@ class ModelThread:
             The results of this caller's items, in order.
         """
         if self._on_worker() or not items:
-            return list(function(items))
+            return _results_of(function, items)
         return self._submit(_Job(function, items=items, batched=True)).result()  # type: ignore[no-any-return]
 
     def _on_worker(self) -> bool:
@@ -108,10 +108,7 @@ class ModelThread:
         """Run one job; its caller gets the result or the error, and the thread serves on."""
         try:
             if job.batched:
-                results = list(job.function(job.items))
-                if len(results) != len(job.items):
-                    raise ValueError(f"{len(job.items)} items gave {len(results)} results")
-                job.future.set_result(results)
+                job.future.set_result(_results_of(job.function, job.items))
             else:
                 job.future.set_result(job.function(*job.arguments, **job.keywords))
         except BaseException as error:
@@ -120,13 +117,9 @@ class ModelThread:
     def _run_merged(self, jobs: list[_Job]) -> None:
         """Run batched jobs as one call; if it fails, each alone, so that only the callers whose
         items fail get an error, not their neighbours."""
-        items = [item for job in jobs for item in job.items]
         try:
-            results = list(jobs[0].function(items))
-            succeeded = len(results) == len(items)
+            results = _results_of(jobs[0].function, [item for job in jobs for item in job.items])
         except Exception:
-            succeeded = False
-        if not succeeded:
             for job in jobs:
                 self._run_alone(job)
             return
@@ -155,3 +148,17 @@ class ModelThread:
                     rest.append(job)
             self._jobs.extendleft(reversed(rest))
             return taken
+
+
+def _results_of(
+    function: Callable[[Sequence[Item]], Sequence[Result]], items: Sequence[Item]
+) -> list[Result]:
+    """`function(items)` as a list, one result per item.
+
+    Raises:
+        ValueError: the function gave another number of results.
+    """
+    results = list(function(items))
+    if len(results) != len(items):
+        raise ValueError(f"{len(items)} items gave {len(results)} results")
+    return results
