@@ -75,7 +75,7 @@ from marketplace.models import Listing, ListingEmbedding, Member  # noqa: E402
 from marketplace.search_index import SearchIndex  # noqa: E402
 from marketplace.services import embeddings, listings, members, organizations  # noqa: E402
 from marketplace.settings import Settings  # noqa: E402
-from matching.embedding import DEFAULT_MODEL_NAME  # noqa: E402
+from matching.embedding import DEFAULT_MODEL_NAME, cpu_flags  # noqa: E402
 from matching.evaluation import load_bench  # noqa: E402
 from matching.facts import ListingFacts  # noqa: E402
 from matching.listing_vectors import embed_listings  # noqa: E402
@@ -179,16 +179,15 @@ def stored_form(
 def cpu_description() -> str:
     """The CPU's model, cores and bf16 instructions: ingest speed depends on them (on 2 cores the
     model embedded 94-104 200-word texts/s in batches with AMX, 40 with AVX512-BF16 alone)."""
-    model, flags = "unknown CPU", set()
+    model = "unknown CPU"
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
         for line in cpuinfo:
             name, _, value = line.partition(":")
             if name.strip() == "model name":
                 model = value.strip()
-            elif name.strip() in ("flags", "Features"):
-                flags = set(value.split())
+                break
     bf16 = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"),
-                                      ("bf16", "BF16")) if flag in flags]  # fmt: skip
+                                      ("bf16", "BF16")) if flag in cpu_flags()]  # fmt: skip
     return f"{model}, {os.cpu_count()} cores, bf16: {' + '.join(bf16) or 'emulated'}"
 
 
@@ -249,13 +248,12 @@ def run_ingest(args: argparse.Namespace) -> None:
             (actor,) = owners(session, 1)
         bodies = ingest_bodies(3 * count, seed=7)  # the third part: concurrent HTTP clients
         words = statistics.median(len(f"{b['summary']} {b['description']}".split()) for b in bodies)
-        for label, run in (
-            ("create, one by one", lambda b: _create_one_by_one(engine, actor, b, embedder)),
-            ("create_many, batches of 32", lambda b: _create_many(engine, actor, b, embedder)),
+        for label, part, size in (
+            ("create, one by one", bodies[:count], 1),
+            ("create_many, batches of 32", bodies[count : 2 * count], 32),
         ):
-            part = bodies[:count] if label.startswith("create,") else bodies[count : 2 * count]
             started = time.perf_counter()
-            latencies = run(part)
+            latencies = _create_in_calls(engine, actor, part, size, embedder)
             written = time.perf_counter() - started
             applied = time.perf_counter()
             touched = index.sync()
@@ -396,31 +394,22 @@ def _wait_until_found(http: httpx.Client, listing: dict[str, Any]) -> None:
         time.sleep(0.01)
 
 
-def _create_one_by_one(
-    engine: Any, actor: Member, bodies: list[dict[str, Any]], embedder: Any
+def _create_in_calls(
+    engine: Any, actor: Member, bodies: list[dict[str, Any]], size: int, embedder: Any
 ) -> list[float]:
-    """Create each listing in its own call; the seconds of each call."""
-    latencies = []
-    with Session(engine, expire_on_commit=False) as session:
-        for body in track(bodies, description="create", console=console, transient=True):
-            started = time.perf_counter()
-            listings.create(session, actor=actor, data=_PARSE(body), embedder=embedder)
-            latencies.append(time.perf_counter() - started)
-    return latencies
-
-
-def _create_many(
-    engine: Any, actor: Member, bodies: list[dict[str, Any]], embedder: Any
-) -> list[float]:
-    """Create the listings 32 a call; the seconds of each call."""
+    """Create the listings `size` a call (`create` for one, else `create_many`); the seconds of
+    each call."""
     latencies = []
     with Session(engine, expire_on_commit=False) as session:
         for start in track(
-            range(0, len(bodies), 32), description="create_many", console=console, transient=True
+            range(0, len(bodies), size), description="create", console=console, transient=True
         ):
             started = time.perf_counter()
-            batch = [_PARSE(b) for b in bodies[start : start + 32]]
-            listings.create_many(session, actor=actor, items=batch, embedder=embedder)
+            items = [_PARSE(b) for b in bodies[start : start + size]]
+            if size == 1:
+                listings.create(session, actor=actor, data=items[0], embedder=embedder)
+            else:
+                listings.create_many(session, actor=actor, items=items, embedder=embedder)
             latencies.append(time.perf_counter() - started)
     return latencies
 
